@@ -1,0 +1,151 @@
+"""The one linear-ODE solve that every public function goes through.
+
+`solve_linear` integrates `dy/dt = A(t, args) @ y` with `diffrax.diffeqsolve`. It owns the
+defaults (solver, tolerances), the translation of the `rtol`/`atol` shortcut into a
+`PIDController`, the check for non-finite input, and the reporting of failures: raised
+as an error naming the problem when `throw=True`, or recorded in `Stats.result`.
+"""
+
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int
+
+from ._generators import AbstractGenerator
+from ._term import LinearTerm, merge_complex, split_complex
+
+
+class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
+    """Outcomes of a solve: diffrax's, plus the ones odeexpm checks for itself."""
+
+    nonfinite_values = (
+        "odeexpm: the input contains non-finite values (NaN or inf); there is no "
+        "meaningful exponential to return."
+    )
+    overflow = (
+        "odeexpm: the result overflowed (inf or NaN from finite input): exp(tA) exceeds "
+        "the range of the dtype. Use a wider dtype or a smaller t."
+    )
+
+
+class Stats(eqx.Module):
+    """Solver statistics of one call, returned with `return_stats=True`.
+
+    Every field has the batch shape of the call (a scalar for a single matrix).
+
+    - `num_steps`: steps the solver attempted (accepted plus rejected).
+    - `num_accepted_steps`, `num_rejected_steps`: as in `diffrax.Solution.stats`.
+    - `num_squarings`: squarings applied after the ODE solve (0 for a plain solve).
+    - `result`: an `odeexpm.RESULTS` item; `RESULTS.successful` unless something went
+      wrong (with `throw=False` a failure is reported here instead of raised).
+    """
+
+    num_steps: Int[Array, "..."]
+    num_accepted_steps: Int[Array, "..."]
+    num_rejected_steps: Int[Array, "..."]
+    num_squarings: Int[Array, "..."]
+    result: RESULTS
+
+    @property
+    def successful(self) -> Bool[Array, "..."]:
+        """Whether the call succeeded (elementwise over a batch)."""
+        return self.result == RESULTS.successful
+
+
+def real_dtype(dtype) -> jnp.dtype:
+    """The real dtype of the same precision (float32 for complex64, and so on)."""
+    return jnp.finfo(dtype).dtype
+
+
+def is_double(dtype) -> bool:
+    return real_dtype(dtype) == jnp.float64
+
+
+def default_tolerances(dtype) -> tuple[float, float]:
+    """`(rtol, atol)` used when neither `rtol`, `atol` nor a controller is given."""
+    return (1e-13, 1e-13) if is_double(dtype) else (1e-6, 1e-6)
+
+
+def default_solver(dtype) -> diffrax.AbstractSolver:
+    """The explicit Runge-Kutta solver used when `solver=None`.
+
+    Order 8 (Dormand-Prince 8(5,3)) in double precision, where the tolerances are tight
+    and a high order saves steps; Tsit5 in single precision, where order 5 suffices.
+    """
+    return diffrax.Dopri8() if is_double(dtype) else diffrax.Tsit5()
+
+
+def make_controller(stepsize_controller, rtol, atol, dtype):
+    if stepsize_controller is not None:
+        if rtol is not None or atol is not None:
+            raise ValueError(
+                "Pass either `stepsize_controller` or the `rtol`/`atol` shortcut, not both."
+            )
+        return stepsize_controller
+    if rtol is None and atol is None:
+        rtol, atol = default_tolerances(dtype)
+    elif atol is None:
+        atol = rtol
+    elif rtol is None:
+        rtol = atol
+    return diffrax.PIDController(rtol=rtol, atol=atol)
+
+
+def raise_if_failed(x, result: RESULTS, max_steps) -> Any:
+    """Raises an error naming the failure recorded in `result` (under jit and vmap too)."""
+    x = eqx.error_if(
+        x,
+        result == RESULTS.max_steps_reached,
+        f"odeexpm: the ODE solver used its whole step budget (max_steps={max_steps}) "
+        "before reaching the final time. Increase `max_steps`, loosen `rtol`/`atol`, "
+        "use a stiff solver, or (for `expm`) let it scale with `squarings=None`.",
+    )
+    return result.error_if(x, result != RESULTS.successful)
+
+
+def solve_linear(
+    generator: AbstractGenerator,
+    y0: Array,
+    t0,
+    t1,
+    *,
+    args=None,
+    saveat: diffrax.SaveAt | None = None,
+    dt0=None,
+    solver: diffrax.AbstractSolver | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    max_steps: int | None = 4096,
+) -> tuple[Any, dict, RESULTS]:
+    """Solves `dy/dt = generator(t, args) @ y`, `y(t0) = y0` with `diffrax.diffeqsolve`.
+
+    Returns `(ys, stats, result)` with diffrax's `ys`, `stats` dictionary and `result`
+    (promoted to `odeexpm.RESULTS`). Never raises on a failed solve: callers report the
+    failure through `raise_if_failed` or their statistics, as their `throw` asks.
+    """
+    dtype = y0.dtype
+    solver = default_solver(dtype) if solver is None else solver
+    controller = make_controller(stepsize_controller, rtol, atol, dtype)
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
+    time_dtype = real_dtype(dtype)
+    sol = diffrax.diffeqsolve(
+        LinearTerm(split_complex(generator)),
+        solver,
+        jnp.asarray(t0, time_dtype),
+        jnp.asarray(t1, time_dtype),
+        dt0,
+        split_complex(y0),
+        args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=adjoint,
+        max_steps=max_steps,
+        throw=False,
+    )
+    return merge_complex(sol.ys), sol.stats, RESULTS.promote(sol.result)
