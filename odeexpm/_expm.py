@@ -3,6 +3,7 @@
 import functools
 
 import diffrax
+import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
@@ -95,9 +96,11 @@ def expm(
         isinstance(squarings, bool) or not isinstance(squarings, int) or squarings < 0
     ):
         raise ValueError(f"{caller}: `squarings` must be None or an int >= 0; got {squarings!r}.")
-    single = functools.partial(
-        _expm_single,
+    X, stats = _expm(
+        A,
+        t,
         squarings=squarings,
+        throw=throw,
         solve_options=dict(
             solver=solver,
             stepsize_controller=stepsize_controller,
@@ -107,13 +110,19 @@ def expm(
             max_steps=max_steps,
         ),
     )
-    batched = single
-    for _ in range(A.ndim - 2):
-        batched = jax.vmap(batched, in_axes=(0, None))
-    X, stats = batched(A, t)
-    if throw:
-        X = raise_if_failed(X, stats.result, max_steps)
     return (X, stats) if return_stats else X
+
+
+# Compiled once per shape, dtype and options, so that eager calls are cached too.
+@eqx.filter_jit
+def _expm(A, t, *, squarings, throw, solve_options):
+    single = functools.partial(_expm_single, squarings=squarings, solve_options=solve_options)
+    for _ in range(A.ndim - 2):
+        single = jax.vmap(single, in_axes=(0, None))
+    X, stats = single(A, t)
+    if throw:
+        X = raise_if_failed(X, stats.result, solve_options["max_steps"])
+    return X, stats
 
 
 def num_squarings(A: Array, t: Array) -> Array:

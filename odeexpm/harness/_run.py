@@ -1,0 +1,388 @@
+"""Running methods on cases and measuring them: one `Record` per (case, method, quantity,
+dtype, tolerance).
+
+Every function is jitted and compiled once per shape and dtype (the compile time is
+measured then), called once to obtain the answer, then timed over repeats. Failures are
+results: a NaN or inf output, a failure reported in `odeexpm.Stats.result` or an
+exception are recorded with their message, never dropped or turned into a number.
+"""
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .. import RESULTS
+from ._cases import Case, get_suite, list_suites
+from ._methods import DEFAULT_METHODS, QUICK_METHODS, Method, get_method
+
+DTYPES = ("float32", "float64", "complex64", "complex128")
+DEFAULT_RTOLS: tuple[str | float, ...] = ("default", 1e-8)
+QUICK_RTOLS: tuple[str | float, ...] = ("default",)
+# Timing stops repeating once this much time was spent on one measurement, so that a
+# slow failure (an exhausted step budget at n = 128) does not hold up the run.
+TIMING_BUDGET_S = 2.0
+MESSAGE_CHARS = 300
+
+# Status values. Statuses of failures reported by odeexpm.Stats come from `FAILURES`.
+OK = "ok"
+NONFINITE = "nonfinite"
+ERROR = "error"
+SKIPPED = "skipped"
+FAILED = "failed"  # any other failure in Stats.result
+FAILURES = {
+    "max_steps": RESULTS.max_steps_reached,
+    "overflow": RESULTS.overflow,
+    "bad_input": RESULTS.nonfinite_values,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """The measurements of one method on one case, in one dtype and at one tolerance.
+
+    - `quantity`: `"expm"`, `"vjp"` or `"jvp"`.
+    - `rtol`: `"default"` or the tolerance (`"1e-08"`) for ODE methods; `None` otherwise.
+    - `reference`: which reference the error is measured against (`"mpmath-40"`, ...).
+    - `status`: `"ok"`, `"nonfinite"` (NaN or inf without a reported failure), `"error"`
+      (an exception), `"skipped"` (outside the method's declared limits), or a failure
+      reported by the solver: `"max_steps"`, `"overflow"`, `"bad_input"`, `"failed"`.
+    - `message`: why, for every status but `"ok"`.
+    - `error`: `||X - X_ref||_F / ||X_ref||_F` (`None` unless `status == "ok"`).
+    - `time_s`: median run time over `repeats` calls after compilation (failures are
+      timed too); `compile_s`: tracing, lowering and compiling, once per shape and dtype;
+      `compile_cache_hit`: whether JAX's persistent compilation cache supplied it.
+    - `steps`, `rejected_steps`, `squarings`: from `odeexpm.Stats` (ODE methods).
+    - `memory_bytes`: XLA's estimate of temporaries + outputs of the compiled function.
+    """
+
+    suite: str
+    case: str
+    method: str
+    quantity: str
+    dtype: str
+    rtol: str | None
+    n: int
+    norm1: float
+    reference: str
+    status: str
+    message: str = ""
+    error: float | None = None
+    time_s: float | None = None
+    repeats: int = 0
+    compile_s: float | None = None
+    compile_cache_hit: bool | None = None
+    steps: int | None = None
+    rejected_steps: int | None = None
+    squarings: int | None = None
+    memory_bytes: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def failed(self) -> bool:
+        """A real failure: anything but `"ok"` and `"skipped"`."""
+        return self.status not in (OK, SKIPPED)
+
+    @property
+    def label(self) -> str:
+        """The method, with its tolerance when not the default: `"ode (rtol=1e-08)"`."""
+        return self.method if self.rtol in (None, "default") else f"{self.method} (rtol={self.rtol})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def rtol_label(rtol: str | float | None) -> str | None:
+    """`"default"` for the library default, else the tolerance as `"1e-08"`."""
+    if rtol is None or rtol == "default":
+        return "default"
+    return f"{float(rtol):.0e}"
+
+
+def dtypes_for(case: Case, dtypes: Sequence[str]) -> list[str]:
+    """The dtypes a case runs in: complex cases take the complex dtype of each requested
+    precision (a real dtype cannot hold them); duplicates are dropped."""
+    resolved = []
+    for name in dtypes:
+        dtype = np.dtype(name)
+        if case.is_complex and not np.issubdtype(dtype, np.complexfloating):
+            dtype = np.result_type(dtype, np.complex64)
+        if dtype.name not in resolved:
+            resolved.append(dtype.name)
+    return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    case: Case
+    method: Method
+    quantity: str
+    dtype: str
+    rtol: str | None
+
+
+def plan(
+    cases: Iterable[Case],
+    methods: Sequence[Method],
+    dtypes: Sequence[str],
+    rtols: Sequence[str | float],
+) -> list[Task]:
+    """Every (case, dtype, method, quantity, tolerance) combination that applies."""
+    tasks = []
+    for case in cases:
+        for dtype in dtypes_for(case, dtypes):
+            for method in methods:
+                for quantity in method.quantities_for(case):
+                    tolerances = [rtol_label(r) for r in rtols] if method.uses_tolerance else [None]
+                    for rtol in dict.fromkeys(tolerances):
+                        tasks.append(Task(case, method, quantity, dtype, rtol))
+    return tasks
+
+
+# Counts hits of JAX's persistent compilation cache, to tell a compile time from a load time.
+_persistent_cache_hits = 0
+_listening = False
+
+
+def _count_cache_hits(event: str, **kwargs) -> None:
+    global _persistent_cache_hits
+    if event == "/jax/compilation_cache/cache_hits":
+        _persistent_cache_hits += 1
+
+
+def _listen_for_cache_hits() -> None:
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_listener(_count_cache_hits)
+        _listening = True
+
+
+@dataclasses.dataclass
+class _Compiled:
+    executable: Any
+    compile_s: float
+    cache_hit: bool
+    memory_bytes: int | None
+
+
+def _memory_bytes(executable) -> int | None:
+    try:
+        analysis = executable.memory_analysis()
+        return int(analysis.temp_size_in_bytes + analysis.output_size_in_bytes)
+    except Exception:  # not every backend or version reports it
+        return None
+
+
+def _status_of(value, stats) -> tuple[str, str]:
+    if stats is not None and not bool(np.all(np.asarray(stats.successful))):
+        message = RESULTS[stats.result]
+        for status, item in FAILURES.items():
+            if bool(stats.result == item):
+                return status, message
+        return FAILED, message
+    if not bool(np.all(np.isfinite(np.asarray(value)))):
+        return NONFINITE, "the output contains NaN or inf, and no failure was reported"
+    return OK, ""
+
+
+def relative_error(value, expected) -> float:
+    """`||value - expected||_F / ||expected||_F`, in double precision."""
+    value = np.asarray(value).astype(np.complex128 if np.iscomplexobj(value) else np.float64)
+    expected = np.asarray(expected)
+    return float(np.linalg.norm(value - expected) / np.linalg.norm(expected))
+
+
+def _short(exception: BaseException) -> str:
+    text = f"{type(exception).__name__}: {exception}".strip()
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
+class _Session:
+    """One run: owns the jitted functions and compiled executables it creates, so that each
+    shape and dtype compiles once per run and compile times are measured, not inherited."""
+
+    def __init__(self, repeats: int):
+        self.repeats = repeats
+        self.functions: dict[tuple, Any] = {}
+        self.compiled: dict[tuple, _Compiled] = {}
+
+    def _compile(self, task: Task, args) -> _Compiled:
+        key = (task.method.name, task.quantity, jax.tree.map(lambda x: (x.shape, x.dtype), args))
+        if key not in self.compiled:
+            function_key = (task.method.name, task.quantity)
+            if function_key not in self.functions:
+                self.functions[function_key] = jax.jit(task.method.build(task.quantity))
+            hits = _persistent_cache_hits
+            start = time.perf_counter()
+            executable = self.functions[function_key].lower(*args).compile()
+            self.compiled[key] = _Compiled(
+                executable,
+                compile_s=time.perf_counter() - start,
+                cache_hit=_persistent_cache_hits > hits,
+                memory_bytes=_memory_bytes(executable),
+            )
+        return self.compiled[key]
+
+    def measure(self, task: Task) -> Record:
+        case = task.case
+        common = dict(
+            suite=case.suite,
+            case=case.name,
+            method=task.method.name,
+            quantity=task.quantity,
+            dtype=task.dtype,
+            rtol=task.rtol,
+            n=case.n,
+            norm1=float(case.tags.get("norm1", math.nan)),
+            reference=case.describe_reference(task.quantity),
+        )
+        reason = task.method.skip_reason(case)
+        if reason is not None:
+            return Record(**common, status=SKIPPED, message=reason)
+        measured: dict[str, Any] = {}
+        try:
+            args = self._arguments(task)
+            compiled = self._compile(task, args)
+            measured.update(
+                compile_s=compiled.compile_s,
+                compile_cache_hit=compiled.cache_hit,
+                memory_bytes=compiled.memory_bytes,
+            )
+            value, stats = jax.block_until_ready(compiled.executable(*args))
+            measured.update(self._time(compiled.executable, args))
+            if stats is not None:
+                measured.update(
+                    steps=int(stats.num_steps),
+                    rejected_steps=int(stats.num_rejected_steps),
+                    squarings=int(stats.num_squarings),
+                )
+            status, message = _status_of(value, stats)
+        except Exception as exception:
+            return Record(**common, status=ERROR, message=_short(exception), **measured)
+        error = None
+        if status == OK:
+            error = relative_error(value, case.expected(task.quantity, task.dtype))
+        return Record(**common, status=status, message=message, error=error, **measured)
+
+    def _arguments(self, task: Task) -> tuple:
+        data = task.case.data
+        A = jnp.asarray(data["A"], task.dtype)
+        direction = {"expm": None, "vjp": "W", "jvp": "E"}[task.quantity]
+        V = None if direction is None else jnp.asarray(data[direction], task.dtype)
+        real = jnp.finfo(task.dtype).dtype
+        rtol = None if task.rtol in (None, "default") else jnp.asarray(float(task.rtol), real)
+        return A, V, rtol
+
+    def _time(self, executable, args) -> dict[str, Any]:
+        times: list[float] = []
+        while len(times) < self.repeats and sum(times) < TIMING_BUDGET_S:
+            start = time.perf_counter()
+            jax.block_until_ready(executable(*args))
+            times.append(time.perf_counter() - start)
+        return dict(time_s=statistics.median(times) if times else None, repeats=len(times))
+
+
+def _check_dtypes(dtypes: Sequence[str]) -> list[str]:
+    names = []
+    for name in dtypes:
+        if name not in DTYPES:
+            raise ValueError(f"Unknown dtype {name!r}; choose from {', '.join(DTYPES)}.")
+        if name in ("float64", "complex128"):
+            if jax.dtypes.canonicalize_dtype(np.dtype(name)) != np.dtype(name):
+                raise RuntimeError(
+                    f"{name} needs JAX's 64-bit mode: call "
+                    "jax.config.update('jax_enable_x64', True) first (odeexpm compare does)."
+                )
+        names.append(name)
+    return names
+
+
+def run(
+    suites: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    dtypes: Sequence[str] = ("float64",),
+    rtols: Sequence[str | float] | None = None,
+    repeats: int = 5,
+    quick: bool = False,
+    progress: bool = False,
+    console: Console | None = None,
+) -> list["Record"]:
+    """Runs methods on the cases of some suites and returns one `Record` per measurement.
+
+    **Arguments:**
+
+    - `suites`: suite names (default: all registered suites).
+    - `methods`: method names (default: `DEFAULT_METHODS`, or `QUICK_METHODS` if `quick`).
+    - `dtypes`: any of `"float32"`, `"float64"`, `"complex64"`, `"complex128"`; complex
+      cases run in the complex dtype of each requested precision. 64-bit dtypes need
+      `jax_enable_x64`.
+    - `rtols`: tolerances for the ODE methods, `"default"` or numbers (default:
+      `("default", 1e-8)`, or `("default",)` if `quick`). Numeric tolerances share one
+      compilation per method and shape.
+    - `repeats`: timed calls per measurement (fewer if they exceed ~2 s in total).
+    - `quick`: each suite's quick (2 x 2) cases only.
+    - `progress`: show a progress bar (on `console`, by default standard error).
+
+    Example:
+        >>> import jax
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> from odeexpm import harness
+        >>> records = harness.run(suites=["hard"], methods=["pade"], quick=True, repeats=1)
+        >>> [(r.case, r.status) for r in records]  # doctest: +NORMALIZE_WHITESPACE
+        [('moler-vanloan-2x2', 'ok'), ('ward-2x2', 'ok'), ('near-defective-2x2', 'ok')]
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1; got {repeats}.")
+    suite_names = list(suites) if suites else [s.name for s in list_suites()]
+    chosen_suites = [get_suite(name) for name in suite_names]
+    method_names = list(methods) if methods else list(QUICK_METHODS if quick else DEFAULT_METHODS)
+    chosen_methods = [get_method(name) for name in method_names]
+    dtype_names = _check_dtypes(dtypes)
+    if rtols is None:
+        rtols = QUICK_RTOLS if quick else DEFAULT_RTOLS
+    for rtol in rtols:
+        if rtol != "default" and not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
+            raise ValueError(f"rtol must be 'default' or a number in (0, 1); got {rtol!r}.")
+    cases = [case for s in chosen_suites for case in s.cases(quick)]
+    tasks = plan(cases, chosen_methods, dtype_names, rtols)
+    _listen_for_cache_hits()
+    session = _Session(repeats)
+    records = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=console or Console(stderr=True),
+        disable=not progress,
+        transient=False,
+    ) as bar:
+        bar_task = bar.add_task("odeexpm compare", total=len(tasks), current="")
+        for task in tasks:
+            label = f"{task.case.suite}/{task.case.name} {task.method.name} {task.quantity}"
+            bar.update(bar_task, current=label)
+            records.append(session.measure(task))
+            bar.advance(bar_task)
+        bar.update(bar_task, current="done")
+    return records

@@ -1,0 +1,69 @@
+"""Bad input gets an error naming the problem; with throw=False it shows in the stats."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import odeexpm
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3), (4, 2, 3)])
+def test_shape(shape):
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., n, n\)"):
+        odeexpm.expm(jnp.ones(shape))
+
+
+def test_dtype():
+    with pytest.raises(TypeError, match="float16"):
+        odeexpm.expm(jnp.eye(2, dtype=jnp.float16))
+    with pytest.raises(TypeError, match="real"):
+        odeexpm.expm(jnp.eye(2), 1j)
+    with pytest.raises(ValueError, match="scalar"):
+        odeexpm.expm(jnp.eye(2), jnp.ones(2))
+    with pytest.raises(ValueError, match="squarings"):
+        odeexpm.expm(jnp.eye(2), squarings=-1)
+    with pytest.raises(ValueError, match="not both"):
+        odeexpm.expm(jnp.eye(2), rtol=1e-6, stepsize_controller=diffrax.PIDController(1e-6, 1e-6))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("jit", [False, True])
+def test_nonfinite_input(bad, jit):
+    A = jnp.array([[1.0, bad], [0.0, 1.0]])
+    fn = jax.jit(odeexpm.expm) if jit else odeexpm.expm
+    with pytest.raises(eqx.EquinoxRuntimeError if not jit else Exception, match="non-finite"):
+        jax.block_until_ready(fn(A))
+
+
+def test_nonfinite_input_without_throw():
+    A = jnp.stack([jnp.eye(2), jnp.array([[1.0, jnp.nan], [0.0, 1.0]])])
+    X, stats = odeexpm.expm(A, throw=False, return_stats=True)
+    assert bool(jnp.all(jnp.isfinite(X[0]))) and bool(jnp.all(jnp.isnan(X[1])))
+    assert stats.successful.tolist() == [True, False]
+    assert "non-finite" in odeexpm.RESULTS[stats.result]
+
+
+def test_step_budget():
+    A = jnp.array([[0.0, 1.0], [-1e4, 0.0]])
+    with pytest.raises(Exception, match=r"max_steps=50"):
+        jax.block_until_ready(jax.jit(lambda A: odeexpm.expm(A, squarings=0, max_steps=50))(A))
+    X, stats = odeexpm.expm(A, squarings=0, max_steps=50, throw=False, return_stats=True)
+    assert bool(jnp.all(jnp.isnan(X)))
+    assert stats.result == odeexpm.RESULTS.max_steps_reached
+    assert int(stats.num_steps) == 50
+
+
+def test_overflow():
+    with pytest.raises(Exception, match="overflow"):
+        odeexpm.expm(1000.0 * jnp.eye(2))
+    _, stats = odeexpm.expm(1000.0 * jnp.eye(2), throw=False, return_stats=True)
+    assert stats.result == odeexpm.RESULTS.overflow
+
+
+def test_forward_mode_needs_forward_adjoint():
+    # Reverse-mode adjoints cannot be pushed forward; the error comes from JAX.
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(odeexpm.expm, (jnp.eye(2),), (jnp.eye(2),))

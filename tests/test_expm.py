@@ -1,0 +1,125 @@
+"""Forward accuracy, dtypes, batching and compilation of `odeexpm.expm`."""
+
+import logging
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import odeexpm
+from odeexpm.reference import mp_expm, pade_expm
+
+from helpers import random_matrix, rel_err
+
+
+def laplacian(n):
+    L = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+    L[0, 0] = L[-1, -1] = 1
+    return L
+
+
+def families(n, seed):
+    rng = np.random.default_rng(seed)
+    S = rng.standard_normal((n, n))
+    H = S + S.T
+    return {
+        "gaussian": random_matrix(n, seed, scale=2.0),
+        "nonnormal": np.triu(rng.standard_normal((n, n))) * 2,
+        "stiff_laplacian": -200.0 * laplacian(n),
+        "skew": S - S.T,
+        "hermitian": -1j * H / np.sqrt(n),
+    }
+
+
+@pytest.mark.parametrize("family", list(families(8, 0)))
+def test_families_against_mpmath(family):
+    A = families(8, 0)[family]
+    X = odeexpm.expm(A)
+    assert rel_err(X, mp_expm(A, dps=30)) < 1e-11
+
+
+@pytest.mark.parametrize("family", ["gaussian", "nonnormal", "skew"])
+def test_families_against_pade_n32(family):
+    A = families(32, 1)[family]
+    assert rel_err(odeexpm.expm(A), pade_expm(A)) < 1e-11
+
+
+@pytest.mark.parametrize(
+    "dtype,tol",
+    [(jnp.float32, 1e-5), (jnp.float64, 1e-10), (jnp.complex64, 1e-5), (jnp.complex128, 1e-10)],
+)
+def test_dtypes(dtype, tol):
+    A = random_matrix(6, 3, complex_=jnp.issubdtype(dtype, jnp.complexfloating), scale=2.0)
+    X = odeexpm.expm(jnp.asarray(A, dtype))
+    assert X.dtype == dtype
+    assert rel_err(X, mp_expm(A, dps=30)) < tol
+
+
+def test_integers_promoted_to_default_float():
+    X = odeexpm.expm(jnp.array([[0, 1], [-1, 0]]))
+    assert X.dtype == jnp.float64
+    assert rel_err(X, [[np.cos(1), np.sin(1)], [-np.sin(1), np.cos(1)]]) < 1e-12
+
+
+def test_plain_solve_matches():
+    A = random_matrix(6, 4, scale=2.0)
+    X, stats = odeexpm.expm(A, squarings=0, return_stats=True)
+    assert int(stats.num_squarings) == 0
+    assert rel_err(X, mp_expm(A, dps=30)) < 1e-11
+
+
+def test_t_scales_the_generator():
+    A = random_matrix(5, 5)
+    for t in [0.0, -1.5, 3.0]:
+        assert rel_err(odeexpm.expm(A, t), pade_expm(t * A)) < 1e-11
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Kvaerno5()], ids=["tsit5", "kvaerno5"])
+def test_other_solvers(solver):
+    A = random_matrix(5, 6, scale=3.0)
+    assert rel_err(odeexpm.expm(A, solver=solver), pade_expm(A)) < 1e-10
+
+
+def test_batch_and_vmap():
+    A = np.stack([random_matrix(4, seed, scale=seed) for seed in range(6)]).reshape(2, 3, 4, 4)
+    X = odeexpm.expm(A)
+    assert X.shape == (2, 3, 4, 4)
+    assert rel_err(X, pade_expm(A)) < 1e-11
+    Y = jax.vmap(jax.vmap(odeexpm.expm))(A)
+    assert rel_err(Y, X) < 1e-14
+    _, stats = odeexpm.expm(A, return_stats=True)
+    assert stats.num_steps.shape == (2, 3)
+    assert stats.num_squarings[1, 2] > stats.num_squarings[0, 0]
+
+
+def _count_compiles(caplog, fn, *args):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        jax.block_until_ready(fn(*args))
+    return sum("Compiling" in record.getMessage() for record in caplog.records)
+
+
+def test_compiles_once_per_shape(caplog):
+    jitted = jax.jit(odeexpm.expm)
+    A, B = random_matrix(5, 7), random_matrix(5, 8, scale=50.0)
+    jitted(A, 1.0)
+    assert _count_compiles(caplog, jitted, B, 2.0) == 0
+    assert jitted._cache_size() == 1
+    # Eager calls hit diffrax's cache too.
+    odeexpm.expm(A)
+    assert _count_compiles(caplog, odeexpm.expm, B) == 0
+    grad = jax.jit(jax.grad(lambda A, t: odeexpm.expm(A, t).sum()))
+    grad(A, 1.0)
+    assert _count_compiles(caplog, grad, B, 0.5) == 0
+
+
+def test_stats():
+    A = 1000.0 * np.array([[0.0, 1.0], [-1.0, 0.0]])
+    X, stats = odeexpm.expm(A, return_stats=True)
+    assert rel_err(X, [[np.cos(1000), np.sin(1000)], [-np.sin(1000), np.cos(1000)]]) < 1e-10
+    assert int(stats.num_squarings) == 10  # ||A||_1 = 1000 < 2^10
+    assert int(stats.num_steps) == int(stats.num_accepted_steps) + int(stats.num_rejected_steps)
+    assert 0 < int(stats.num_steps) < 20
+    assert bool(stats.successful)
