@@ -4,6 +4,7 @@ from . import reference
 from ._expm import expm
 from ._generators import AbstractGenerator, Constant
 from ._solve import RESULTS, Stats
+from ._taylor import Taylor
 from ._term import LinearTerm
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "LinearTerm",
     "RESULTS",
     "Stats",
+    "Taylor",
     "expm",
     "reference",
 ]

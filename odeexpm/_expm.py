@@ -201,8 +201,10 @@ def _expm_single(A, t, *, squarings, solve_options):
         h = jnp.ldexp(t, -k)
     else:
         k, h = squarings, t / 2**squarings
+    # A first step over the whole short interval is usually accepted as it is.
+    dt0 = h if squarings is None else None
     ys, stats, result = solve_linear(
-        Constant(A), jnp.eye(n, dtype=A.dtype), 0.0, h, **solve_options
+        Constant(A), jnp.eye(n, dtype=A.dtype), 0.0, h, dt0=dt0, **solve_options
     )
     X = square(ys[0], k, kind=_loop_kind(solve_options["adjoint"]))
     if squarings is None:

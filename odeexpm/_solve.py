@@ -6,6 +6,7 @@ defaults (solver, tolerances), the translation of the `rtol`/`atol` shortcut int
 as an error naming the problem when `throw=True`, or recorded in `Stats.result`.
 """
 
+import math
 from typing import Any
 
 import diffrax
@@ -14,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int
 
-from ._generators import AbstractGenerator
+from ._generators import AbstractGenerator, Constant
+from ._taylor import Taylor
 from ._term import LinearTerm, merge_complex, split_complex
 
 
@@ -69,12 +71,22 @@ def default_tolerances(dtype) -> tuple[float, float]:
     return (1e-13, 1e-13) if is_double(dtype) else (1e-6, 1e-6)
 
 
-def default_solver(dtype) -> diffrax.AbstractSolver:
-    """The explicit Runge-Kutta solver used when `solver=None`.
+def default_solver(dtype, generator, adjoint, rtol) -> diffrax.AbstractSolver:
+    """The solver used when `solver=None`.
 
-    Order 8 (Dormand-Prince 8(5,3)) in double precision, where the tolerances are tight
-    and a high order saves steps; Tsit5 in single precision, where order 5 suffices.
+    For a constant generator: `odeexpm.Taylor`, of the lowest degree `m` whose first
+    omitted term `1/(m+1)!` is ten times below `rtol` (16 at the double-precision
+    default), so that a step over an interval with `||hA|| <= 1` is accepted at once.
+    Otherwise (time-dependent generators, or `BacksolveAdjoint`, whose adjoint equation
+    Taylor cannot solve) an explicit Runge-Kutta method: Dormand-Prince 8(5,3) in double
+    precision, where tight tolerances reward a high order, and Tsit5 in single precision.
     """
+    if isinstance(generator, Constant) and not isinstance(adjoint, diffrax.BacksolveAdjoint):
+        rtol = default_tolerances(dtype)[0] if rtol is None else rtol
+        degree = 1
+        while math.factorial(degree + 1) * rtol < 10:
+            degree += 1
+        return Taylor(degree=degree)
     return diffrax.Dopri8() if is_double(dtype) else diffrax.Tsit5()
 
 
@@ -129,9 +141,10 @@ def solve_linear(
     failure through `raise_if_failed` or their statistics, as their `throw` asks.
     """
     dtype = y0.dtype
-    solver = default_solver(dtype) if solver is None else solver
-    controller = make_controller(stepsize_controller, rtol, atol, dtype)
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if solver is None:
+        solver = default_solver(dtype, generator, adjoint, rtol)
+    controller = make_controller(stepsize_controller, rtol, atol, dtype)
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
     time_dtype = real_dtype(dtype)
     sol = diffrax.diffeqsolve(

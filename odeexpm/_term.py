@@ -36,6 +36,31 @@ class LinearTerm(diffrax.AbstractTerm):
         return jtu.tree_map(lambda v: control * v, vf)
 
 
+def unwrap_term(terms):
+    """`(term, direction)`: diffrax hands solvers its terms in a private `WrapTerm` that
+    flips time for backward integration (`direction = -1`)."""
+    if hasattr(terms, "term") and hasattr(terms, "direction"):
+        return terms.term, terms.direction
+    return terms, 1
+
+
+def generator_matrix(terms, t, args, solver_name: str):
+    """`A(t, args)` of the linear term a solver was handed.
+
+    Solvers that need the generator itself
+    (not only products with it) call this, and refuse other terms with a clear error.
+    """
+    terms, direction = unwrap_term(terms)
+    if not isinstance(terms, LinearTerm):
+        raise TypeError(
+            f"{solver_name} solves linear ODEs only: it needs the generator A(t), which "
+            f"an odeexpm.LinearTerm carries; got {type(terms).__name__}. Use it through "
+            "odeexpm's functions (and not with diffrax.BacksolveAdjoint, whose adjoint "
+            "equation is not of this form)."
+        )
+    return terms.matrix(t * direction, args)
+
+
 class ComplexPair(eqx.Module):
     """A complex array stored as its real and imaginary parts."""
 
