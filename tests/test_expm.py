@@ -76,7 +76,11 @@ def test_t_scales_the_generator():
         assert rel_err(odeexpm.expm(A, t), pade_expm(t * A)) < 1e-11
 
 
-@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Kvaerno5()], ids=["tsit5", "kvaerno5"])
+@pytest.mark.parametrize(
+    "solver",
+    [diffrax.Dopri8(), diffrax.Tsit5(), diffrax.Kvaerno5(), odeexpm.Taylor(degree=8)],
+    ids=["dopri8", "tsit5", "kvaerno5", "taylor8"],
+)
 def test_other_solvers(solver):
     A = random_matrix(5, 6, scale=3.0)
     assert rel_err(odeexpm.expm(A, solver=solver), pade_expm(A)) < 1e-10
