@@ -116,4 +116,4 @@ def taylor_polynomial(X, degree: int):
 
     omitted = degree + 1
     bound = (_norm1(X_q) ** (omitted // q)) * (_norm1(X) ** (omitted % q))
-    return polynomial, bound / math.factorial(omitted)
+    return polynomial, bound * (1 / math.factorial(omitted))
