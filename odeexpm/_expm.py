@@ -205,17 +205,21 @@ def _expm_single(A, t, *, squarings, solve_options):
     # problem instead and report the bad input.
     A = jnp.where(bad, 0, A)
     t = jnp.where(bad, 0, t)
+    identity = jnp.eye(n, dtype=A.dtype)
     if squarings is None:
         A, d = balance(A)
         k = num_squarings(A, t)
+        # Solve dX/ds = (h A) X over [0, 1] with h = t / 2^k: the times stay static
+        # Python numbers, and a first step over the whole interval is usually accepted.
         h = jnp.ldexp(t, -k)
+        ys, stats, result = solve_linear(
+            Constant(h * A), identity, 0.0, 1.0, dt0=1.0, **solve_options
+        )
     else:
-        k, h = squarings, t / 2**squarings
-    # A first step over the whole short interval is usually accepted as it is.
-    dt0 = h if squarings is None else None
-    ys, stats, result = solve_linear(
-        Constant(A), jnp.eye(n, dtype=A.dtype), 0.0, h, dt0=dt0, **solve_options
-    )
+        k = squarings
+        ys, stats, result = solve_linear(
+            Constant(A), identity, 0.0, t / 2**k, **solve_options
+        )
     X = square(ys[0], k, kind=_loop_kind(solve_options["adjoint"]))
     if squarings is None:
         X = X * (d[:, None] / d[None, :])

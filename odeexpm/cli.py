@@ -1,8 +1,8 @@
 """The `odeexpm` command line.
 
-    odeexpm compare --quick            # a smoke run, well under a minute
-    odeexpm compare                    # the default suites and methods, a few minutes
-    odeexpm compare --list             # what can be selected
+odeexpm compare --quick            # a smoke run, well under a minute
+odeexpm compare                    # the default suites and methods, a few minutes
+odeexpm compare --list             # what can be selected
 """
 
 import argparse
@@ -66,7 +66,9 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="odeexpm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="odeexpm",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"odeexpm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command")
@@ -78,45 +80,66 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument(
-        "--suites", nargs="+", metavar="SUITE",
+        "--suites",
+        nargs="+",
+        metavar="SUITE",
         help="suites to run (default: all registered; see --list)",
     )
     compare.add_argument(
-        "--methods", nargs="+", metavar="METHOD",
-        help="methods to run (default: the default selection, or the quick one with --quick; see --list)",
+        "--methods",
+        nargs="+",
+        metavar="METHOD",
+        help="methods to run (default: the default selection, or the quick one with --quick; "
+        "see --list)",
     )
     compare.add_argument(
-        "--dtypes", nargs="+", metavar="DTYPE", default=["float64"],
+        "--dtypes",
+        nargs="+",
+        metavar="DTYPE",
+        default=["float64"],
         choices=["float32", "float64", "complex64", "complex128"],
         help="dtypes: float32, float64 (default), complex64, complex128; complex cases run in the "
         "complex dtype of each requested precision",
     )
     compare.add_argument(
-        "--rtol", nargs="+", metavar="RTOL", type=_rtol, dest="rtols",
-        help="tolerances of the ODE methods: 'default' (the library's) and/or numbers "
-        "(default: default 1e-8; with --quick: default). Numbers share one compilation",
+        "--rtol",
+        nargs="+",
+        metavar="RTOL",
+        type=_rtol,
+        dest="rtols",
+        help="tolerances of the ODE methods: 'default' (the library's; the default) and/or "
+        "numbers, e.g. '--rtol default 1e-6 1e-8 1e-10' for work-precision curves. Each "
+        "tolerance compiles every ODE method again (per shape), so a sweep of k values costs "
+        "about k times the compile time of the ODE methods",
     )
     compare.add_argument(
-        "--repeats", type=_positive, default=5,
+        "--repeats",
+        type=_positive,
+        default=5,
         help="timed calls per measurement, after compilation and a first call (default: 5; "
-        "fewer when they take over ~2 s)",
+        "fewer once they take ~1 s in total)",
     )
     compare.add_argument(
-        "--out", default="odeexpm-results",
+        "--out",
+        default="odeexpm-results",
         help="output folder for results.csv, results.json, report.md and plots "
         "(default: ./odeexpm-results)",
     )
     compare.add_argument(
-        "--quick", action="store_true",
-        help="a smoke run: each suite's 2 x 2 cases, a few methods, one tolerance (under a minute)",
+        "--quick",
+        action="store_true",
+        help="a smoke run: each suite's 2 x 2 cases and a few methods (under a minute)",
     )
     compare.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     compare.add_argument(
-        "--no-compile-cache", action="store_true",
+        "--no-compile-cache",
+        action="store_true",
         help="do not use JAX's persistent compilation cache (compile times are then true "
         "compile times on every run)",
     )
-    compare.add_argument("--list", action="store_true", help="list the suites and methods, and exit")
+    compare.add_argument(
+        "--list", action="store_true", help="list the suites and methods, and exit"
+    )
     compare.set_defaults(parser=compare)  # for usage errors found after parsing
     return parser
 
@@ -129,7 +152,9 @@ def _configure_jax(compile_cache: bool) -> None:
     # An application may set global flags; the library itself never does.
     jax.config.update("jax_enable_x64", True)
     if compile_cache:
-        jax.config.update("jax_compilation_cache_dir", str(reference_cache_dir() / "jax-compilation"))
+        jax.config.update(
+            "jax_compilation_cache_dir", str(reference_cache_dir() / "jax-compilation")
+        )
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
@@ -154,7 +179,8 @@ def _list(console) -> None:
         methods.add_column(name, overflow="fold")
     for m in harness.list_methods():
         selection = " / ".join(
-            "yes" if m.name in names else "-" for names in (harness.DEFAULT_METHODS, harness.QUICK_METHODS)
+            "yes" if m.name in names else "-"
+            for names in (harness.DEFAULT_METHODS, harness.QUICK_METHODS)
         )
         limit = f" (n <= {m.max_n})" if m.max_n else ""
         methods.add_row(m.name, ", ".join(m.quantities), selection, m.description + limit)
@@ -174,7 +200,10 @@ def _compare(args) -> int:
         return 0
     known_suites = [s.name for s in harness.list_suites()]
     known_methods = [m.name for m in harness.list_methods()]
-    for kind, chosen, known in [("suite", args.suites, known_suites), ("method", args.methods, known_methods)]:
+    for kind, chosen, known in [
+        ("suite", args.suites, known_suites),
+        ("method", args.methods, known_methods),
+    ]:
         unknown = [name for name in chosen or () if name not in known]
         if unknown:
             args.parser.error(f"unknown {kind}(s) {', '.join(unknown)}; known: {', '.join(known)}")

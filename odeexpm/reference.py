@@ -39,6 +39,8 @@ def pade_frechet(
     """The Fréchet derivative `L_exp(A, E) = d/de exp(A + e E)` at `e = 0`, closed form.
 
     For a loss with cotangent `G` on `exp(A)`, the gradient is `pade_frechet(A^H, G)`.
+    Beware: where `pade_expm` returns NaN (more than 16 squarings needed), this returns
+    finite values that are wholly wrong, and so does autodiff through `pade_expm`.
 
     Example:
         >>> import jax.numpy as jnp

@@ -23,8 +23,8 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ODEEXPM_CACHE", str(tmp_path / "cache"))
 
 
-def _boom(quantity):
-    def fn(A, V, rtol):
+def _boom(quantity, rtol):
+    def fn(A, V):
         raise FloatingPointError("boom: this method always raises")
 
     return fn
@@ -49,7 +49,10 @@ def tiny_records(tmp_path_factory):
         harness.register_method(harness.Method("boom", "always raises", _boom))
         try:
             yield harness.run(
-                suites=["tiny"], methods=["pade", "ode", "pade-frechet", "boom"], repeats=2
+                suites=["tiny"],
+                methods=["pade", "ode", "pade-frechet", "boom"],
+                rtols=["default", 1e-8],
+                repeats=2,
             )
         finally:
             harness.unregister_suite("tiny")
@@ -81,6 +84,8 @@ def test_run_measures_every_combination(tiny_records):
     assert ode.status == "ok" and ode.error < 1e-12
     assert ode.steps > 0 and ode.squarings >= 0 and ode.time_s > 0 and ode.compile_s > 0
     assert ode.reference == "closed form"
+    loose = _find([r for r in tiny_records if r.rtol == "1e-08"], "rotation-3", "ode")
+    assert loose.status == "ok" and loose.error < 1e-6 and loose.label == "ode (rtol=1e-08)"
     assert _find(tiny_records, "rotation-3", "pade-frechet", "vjp").error < 1e-13
 
 
@@ -97,7 +102,9 @@ def test_failures_are_recorded_not_dropped(tiny_records):
 def test_write_outputs_writes_every_file(tiny_records, tmp_path):
     out = tmp_path / "out"
     paths = harness.write_outputs(tiny_records, out)
-    assert {"csv", "json", "report", "error_vs_time_tiny", "cost_vs_norm", "gradients"} <= set(paths)
+    assert {"csv", "json", "report", "error_vs_time_tiny", "cost_vs_norm", "gradients"} <= set(
+        paths
+    )
     for path in paths.values():
         assert path.parent == out and path.stat().st_size > 0
     with open(paths["csv"]) as file:
@@ -108,7 +115,7 @@ def test_write_outputs_writes_every_file(tiny_records, tmp_path):
     assert payload["environment"]["jax_enable_x64"] is True
     assert harness.read_records(paths["json"]) == list(tiny_records)
     report = paths["report"].read_text()
-    for name, path in paths.items():
+    for path in paths.values():
         if path.suffix == ".png":
             assert f"]({path.name})" in report
     assert "## Failures and skips" in report and "boom: this method always raises" in report
@@ -121,9 +128,7 @@ def test_stiff_projector_fails_pade_but_not_ode():
 
 
 def test_method_limits_give_skips_with_a_reason():
-    harness.register_suite(
-        "big", lambda quick: [harness.expm_case("zero-9", np.zeros((9, 9)))]
-    )
+    harness.register_suite("big", lambda quick: [harness.expm_case("zero-9", np.zeros((9, 9)))])
     try:
         (record,) = harness.run(suites=["big"], methods=["ode-plain-kvaerno5"], rtols=["default"])
     finally:
@@ -221,7 +226,8 @@ def test_vjp_reference_matches_jax_convention_for_complex_input():
     # jax.grad of the real loss Re sum(W * exp(A)) at complex A is L_exp(A^T, W): the
     # conjugate of the steepest-ascent direction L_exp(A^H, conj(W)).
     case = harness.expm_case(
-        "complex-3", np.array([[0.3, 1j, 0.0], [0.5, -0.2j, 0.1], [0.0, 0.4 + 0.3j, 0.1]]),
+        "complex-3",
+        np.array([[0.3, 1j, 0.0], [0.5, -0.2j, 0.1], [0.0, 0.4 + 0.3j, 0.1]]),
         gradients=True,
     )
     W = jnp.asarray(case.data["W"])
@@ -247,11 +253,28 @@ def test_float32_references_use_the_rounded_input():
 def test_cli_compare_writes_outputs(tmp_path, capsys):
     out = tmp_path / "results"
     status = main(
-        ["compare", "--quick", "--suites", "hard", "--methods", "pade", "--repeats", "1",
-         "--out", str(out), "--no-compile-cache"]
+        [
+            "compare",
+            "--quick",
+            "--suites",
+            "hard",
+            "--methods",
+            "pade",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--no-compile-cache",
+        ]
     )
     assert status == 0
-    for name in ("results.csv", "results.json", "report.md", "error_vs_time_hard.png", "cost_vs_norm.png"):
+    for name in (
+        "results.csv",
+        "results.json",
+        "report.md",
+        "error_vs_time_hard.png",
+        "cost_vs_norm.png",
+    ):
         assert (out / name).stat().st_size > 0
     printed = capsys.readouterr().out
     assert "moler-vanloan-2x2" in printed and "3 measurements: 3 ok" in printed

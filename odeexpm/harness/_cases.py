@@ -58,13 +58,19 @@ class Case:
         The inputs are first rounded to `dtype`: a float32 method is judged on the problem
         it was actually given, not charged for the rounding of its input.
         """
-        rounded = {key: np.asarray(value).astype(dtype).astype(_wide(dtype))
-                   for key, value in self.data.items()}
+        rounded = {
+            key: np.asarray(value).astype(dtype).astype(_wide(dtype))
+            for key, value in self.data.items()
+        }
         return self.reference(rounded, quantity)
 
     def describe_reference(self, quantity: str) -> str:
         describe = getattr(self.reference, "describe", None)
-        return describe(quantity, self.n) if describe else getattr(self.reference, "__name__", "custom")
+        return (
+            describe(quantity, self.n)
+            if describe
+            else getattr(self.reference, "__name__", "custom")
+        )
 
 
 def _wide(dtype) -> type:

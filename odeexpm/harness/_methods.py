@@ -1,14 +1,18 @@
 """The methods under test, as a registry of named recipes.
 
-A `Method` builds, for each quantity it supports (`"expm"`, `"vjp"`, `"jvp"`), a function
+A `Method` builds, for a quantity (`"expm"`, `"vjp"`, `"jvp"`) and a tolerance, a function
 
-    fn(A, V, rtol) -> (value, stats)
+    fn(A, V) -> (value, stats)
 
 with `V` the direction (`None` for `"expm"`, the cotangent `W` for `"vjp"`, the tangent
-`E` for `"jvp"`), `rtol` `None` (the library's default tolerance) or a scalar array (traced,
-so that one compilation serves every tolerance), and `stats` an `odeexpm.Stats` or `None`.
-The runner jits it. Derivatives are taken of the loss `Re sum(W * exp(A))`: `jax.grad` of it
-is `L_exp(A^T, W)` (see `Reference`).
+`E` for `"jvp"`) and `stats` an `odeexpm.Stats` or `None`; the runner jits it. Tolerances
+are static (the library chooses its solver from them), so each compiles separately.
+Derivatives are taken of the loss `Re sum(W * exp(A))`: `jax.grad` of it is
+`L_exp(A^T, W)` (see `Reference`).
+
+Methods named after the library's defaults (`ode`, `ode-plain`, `ode-default`) pass
+`None` and so follow whatever `odeexpm.expm` chooses; the others name their solver or
+adjoint explicitly.
 """
 
 import dataclasses
@@ -23,7 +27,7 @@ from .. import expm, reference
 from ._cases import Case
 
 MethodFn = Callable[..., tuple]
-# A forward recipe: `forward(A, rtol) -> (exp(A), stats or None)`.
+# A forward recipe: `forward(A) -> (exp(A), stats or None)`.
 Forward = Callable[..., tuple]
 
 
@@ -33,7 +37,8 @@ class Method:
 
     - `name`: unique; how `--methods` selects it.
     - `description`: one line for `--list` and the report.
-    - `build`: `build(quantity)` returns a fresh `fn(A, V, rtol) -> (value, stats)`.
+    - `build`: `build(quantity, rtol)` returns a fresh `fn(A, V) -> (value, stats)`;
+      `rtol` is `None` (the default) unless `uses_tolerance`.
     - `quantities`: the quantities it computes (`"expm"`, `"vjp"`, `"jvp"`).
     - `uses_tolerance`: whether it runs once per requested `rtol` (the ODE methods).
     - `applies_to`: the case kinds it handles.
@@ -42,7 +47,7 @@ class Method:
 
     name: str
     description: str
-    build: Callable[[str], MethodFn]
+    build: Callable[[str, float | None], MethodFn]
     quantities: tuple[str, ...] = ("expm",)
     uses_tolerance: bool = False
     applies_to: frozenset[str] = frozenset({"expm"})
@@ -72,7 +77,7 @@ def register_method(method: Method, *, replace: bool = False) -> Method:
         >>> from odeexpm import harness
         >>> method = harness.Method(
         ...     name="pade-example", description="Padé again.",
-        ...     build=lambda quantity: lambda A, V, rtol: (jsl.expm(A), None))
+        ...     build=lambda quantity, rtol: lambda A, V: (jsl.expm(A), None))
         >>> _ = harness.register_method(method)
         >>> harness.get_method("pade-example").quantities
         ('expm',)
@@ -101,12 +106,17 @@ def list_methods() -> list[Method]:
     return list(_METHODS.values())
 
 
+def value_of(forward: Forward) -> MethodFn:
+    """The forward recipe itself, as a method function (the direction is unused)."""
+    return lambda A, V: forward(A)
+
+
 def vjp_of(forward: Forward) -> MethodFn:
     """`jax.grad` of `Re sum(W * X)` through `forward`, with `forward`'s stats as aux."""
 
-    def fn(A, W, rtol):
+    def fn(A, W):
         def loss(A):
-            X, stats = forward(A, rtol)
+            X, stats = forward(A)
             return jnp.real(jnp.sum(W * X)), stats
 
         return jax.grad(loss, has_aux=True)(A)
@@ -115,43 +125,47 @@ def vjp_of(forward: Forward) -> MethodFn:
 
 
 def jvp_of(forward: Forward) -> MethodFn:
-    """`jax.jvp` of `forward` at `A` in the direction `E`."""
+    """`jax.jvp` of `forward` at `A` in the direction `E`, with `forward`'s stats."""
 
-    def fn(A, E, rtol):
-        _, tangent, stats = jax.jvp(lambda A: forward(A, rtol), (A,), (E,), has_aux=True)
+    def fn(A, E):
+        _, tangent, stats = jax.jvp(forward, (A,), (E,), has_aux=True)
         return tangent, stats
 
     return fn
 
 
 def from_forward(
-    make_forward: Callable[[], Forward], derive: dict[str, Callable[[Forward], MethodFn]]
-) -> Callable[[str], MethodFn]:
+    make_forward: Callable[[float | None], Forward],
+    derive: dict[str, Callable[[Forward], MethodFn]],
+) -> Callable[[str, float | None], MethodFn]:
     """A `build` that derives each quantity from a freshly made forward recipe.
 
     Fresh closures on every build: JAX caches compilations per function object, and a
     compile time measured against a warm cache would be no measurement.
     """
-    return lambda quantity: derive[quantity](make_forward())
+    return lambda quantity, rtol: derive[quantity](make_forward(rtol))
 
 
-FORWARD_ONLY = {"expm": lambda forward: lambda A, V, rtol: forward(A, rtol)}
+VALUE = {"expm": value_of}
+VJP = {"vjp": vjp_of}
+JVP = {"jvp": jvp_of}
 
 
-def pade_forward() -> Forward:
-    return lambda A, rtol: (jsl.expm(A), None)
+def pade_forward(rtol: float | None = None) -> Forward:
+    return lambda A: (jsl.expm(A), None)
 
 
-def taylor_forward() -> Forward:
-    return lambda A, rtol: (reference.taylor_expm(A), None)
+def taylor_forward(rtol: float | None = None) -> Forward:
+    return lambda A: (reference.taylor_expm(A), None)
 
 
-def ode_forward(*, squarings=None, solver=None, adjoint=None) -> Callable[[], Forward]:
+def ode_forward(*, squarings=None, solver=None, adjoint=None) -> Callable[[float | None], Forward]:
     """A maker of `odeexpm.expm` recipes; failures are returned (NaN + `stats.result`),
-    not raised, so that the harness can record them."""
+    not raised, so that the harness can record them. `solver` and `adjoint` are classes
+    (or `None`: the library's choice)."""
 
-    def make() -> Forward:
-        def forward(A, rtol):
+    def make(rtol: float | None) -> Forward:
+        def forward(A):
             return expm(
                 A,
                 squarings=squarings,
@@ -167,11 +181,11 @@ def ode_forward(*, squarings=None, solver=None, adjoint=None) -> Callable[[], Fo
     return make
 
 
-def pade_frechet_build(quantity: str) -> MethodFn:
+def pade_frechet_build(quantity: str, rtol: float | None = None) -> MethodFn:
     # The closed-form derivative, in the same convention as jax.grad (see `Reference`).
     if quantity == "vjp":
-        return lambda A, W, rtol: (reference.pade_frechet(A.T, W), None)
-    return lambda A, E, rtol: (reference.pade_frechet(A, E), None)
+        return lambda A, W: (reference.pade_frechet(A.T, W), None)
+    return lambda A, E: (reference.pade_frechet(A, E), None)
 
 
 KVAERNO_MAX_N = 8
@@ -180,96 +194,106 @@ KVAERNO_REASON = (
     "(about 20 s per solve at n = 32)"
 )
 
+
+def _ode(name, description, quantities=VALUE, **options) -> Method:
+    kvaerno = options.get("solver") is diffrax.Kvaerno5
+    return Method(
+        name,
+        description,
+        from_forward(ode_forward(**options), quantities),
+        quantities=tuple(quantities),
+        uses_tolerance=True,
+        max_n=KVAERNO_MAX_N if kvaerno else None,
+        limit_reason=KVAERNO_REASON if kvaerno else "",
+    )
+
+
 for _method in [
     Method(
         "pade",
         "jax.scipy.linalg.expm: Padé scaling and squaring (at most 16 squarings)",
-        from_forward(pade_forward, FORWARD_ONLY),
+        from_forward(pade_forward, VALUE),
     ),
     Method(
         "taylor",
-        "the naive 60-term Taylor series, no scaling: a cautionary row",
-        from_forward(taylor_forward, FORWARD_ONLY),
+        "the naive 60-term Taylor series without scaling (reference.taylor_expm): a cautionary row",
+        from_forward(taylor_forward, VALUE),
     ),
-    Method(
-        "ode",
-        "odeexpm.expm defaults: balancing, solve on [0, 2^-k], k squarings; Dopri8 (Tsit5 in single)",
-        from_forward(ode_forward(), FORWARD_ONLY),
-        uses_tolerance=True,
-    ),
-    Method(
+    _ode("ode", "odeexpm.expm with its defaults (balancing, solve on [0, 2^-k], k squarings)"),
+    _ode(
         "ode-plain",
         "odeexpm.expm(squarings=0): one ODE solve over [0, 1], default solver",
-        from_forward(ode_forward(squarings=0), FORWARD_ONLY),
-        uses_tolerance=True,
+        squarings=0,
     ),
-    Method(
+    _ode(
+        "ode-dopri8",
+        "odeexpm.expm(solver=diffrax.Dopri8()): balancing + squarings",
+        solver=diffrax.Dopri8,
+    ),
+    _ode(
+        "ode-plain-dopri8",
+        "odeexpm.expm(squarings=0, solver=diffrax.Dopri8())",
+        squarings=0,
+        solver=diffrax.Dopri8,
+    ),
+    _ode(
         "ode-tsit5",
-        "odeexpm.expm with solver=diffrax.Tsit5() (structured: balancing + squarings)",
-        from_forward(ode_forward(solver=diffrax.Tsit5), FORWARD_ONLY),
-        uses_tolerance=True,
+        "odeexpm.expm(solver=diffrax.Tsit5()): balancing + squarings",
+        solver=diffrax.Tsit5,
     ),
-    Method(
+    _ode(
         "ode-plain-tsit5",
         "odeexpm.expm(squarings=0, solver=diffrax.Tsit5())",
-        from_forward(ode_forward(squarings=0, solver=diffrax.Tsit5), FORWARD_ONLY),
-        uses_tolerance=True,
+        squarings=0,
+        solver=diffrax.Tsit5,
     ),
-    Method(
+    _ode(
         "ode-kvaerno5",
-        "odeexpm.expm with the implicit solver=diffrax.Kvaerno5() (structured)",
-        from_forward(ode_forward(solver=diffrax.Kvaerno5), FORWARD_ONLY),
-        uses_tolerance=True,
-        max_n=KVAERNO_MAX_N,
-        limit_reason=KVAERNO_REASON,
+        "odeexpm.expm(solver=diffrax.Kvaerno5()): implicit, balancing + squarings",
+        solver=diffrax.Kvaerno5,
     ),
-    Method(
+    _ode(
         "ode-plain-kvaerno5",
         "odeexpm.expm(squarings=0, solver=diffrax.Kvaerno5()): implicit, for stiff plain solves",
-        from_forward(ode_forward(squarings=0, solver=diffrax.Kvaerno5), FORWARD_ONLY),
-        uses_tolerance=True,
-        max_n=KVAERNO_MAX_N,
-        limit_reason=KVAERNO_REASON,
+        squarings=0,
+        solver=diffrax.Kvaerno5,
     ),
     Method(
         "pade-autodiff",
         "jax.grad / jax.jvp through jax.scipy.linalg.expm",
-        from_forward(pade_forward, {"vjp": vjp_of, "jvp": jvp_of}),
+        from_forward(pade_forward, {**VJP, **JVP}),
         quantities=("vjp", "jvp"),
     ),
     Method(
         "pade-frechet",
-        "jax.scipy.linalg.expm_frechet, the closed-form derivative (A^T, W) / (A, E)",
+        "jax.scipy.linalg.expm_frechet, the closed-form derivative at (A^T, W) and (A, E)",
         pade_frechet_build,
         quantities=("vjp", "jvp"),
     ),
-    Method(
+    _ode("ode-default", "jax.grad through odeexpm.expm with its default adjoint", VJP),
+    _ode(
         "ode-checkpoint",
-        "jax.grad through odeexpm.expm, default adjoint (RecursiveCheckpointAdjoint)",
-        from_forward(ode_forward(), {"vjp": vjp_of}),
-        quantities=("vjp",),
-        uses_tolerance=True,
+        "jax.grad through odeexpm.expm, adjoint=diffrax.RecursiveCheckpointAdjoint()",
+        VJP,
+        adjoint=diffrax.RecursiveCheckpointAdjoint,
     ),
-    Method(
+    _ode(
         "ode-backsolve",
-        "jax.grad through odeexpm.expm with diffrax.BacksolveAdjoint (continuous adjoint)",
-        from_forward(ode_forward(adjoint=diffrax.BacksolveAdjoint), {"vjp": vjp_of}),
-        quantities=("vjp",),
-        uses_tolerance=True,
+        "jax.grad through odeexpm.expm, adjoint=diffrax.BacksolveAdjoint()",
+        VJP,
+        adjoint=diffrax.BacksolveAdjoint,
     ),
-    Method(
+    _ode(
         "ode-direct",
-        "jax.grad and jax.jvp through odeexpm.expm with diffrax.DirectAdjoint",
-        from_forward(ode_forward(adjoint=diffrax.DirectAdjoint), {"vjp": vjp_of, "jvp": jvp_of}),
-        quantities=("vjp", "jvp"),
-        uses_tolerance=True,
+        "jax.grad and jax.jvp through odeexpm.expm, adjoint=diffrax.DirectAdjoint()",
+        {**VJP, **JVP},
+        adjoint=diffrax.DirectAdjoint,
     ),
-    Method(
+    _ode(
         "ode-forward",
-        "jax.jvp through odeexpm.expm with diffrax.ForwardMode",
-        from_forward(ode_forward(adjoint=diffrax.ForwardMode), {"jvp": jvp_of}),
-        quantities=("jvp",),
-        uses_tolerance=True,
+        "jax.jvp through odeexpm.expm, adjoint=diffrax.ForwardMode()",
+        JVP,
+        adjoint=diffrax.ForwardMode,
     ),
 ]:
     register_method(_method)
@@ -280,13 +304,23 @@ DEFAULT_METHODS = (
     "taylor",
     "ode",
     "ode-plain",
+    "ode-dopri8",
     "ode-tsit5",
     "ode-plain-kvaerno5",
     "pade-autodiff",
     "pade-frechet",
+    "ode-default",
     "ode-checkpoint",
     "ode-backsolve",
     "ode-direct",
     "ode-forward",
 )
-QUICK_METHODS = ("pade", "taylor", "ode", "ode-plain", "pade-autodiff", "ode-checkpoint", "ode-forward")
+QUICK_METHODS = (
+    "pade",
+    "taylor",
+    "ode",
+    "ode-plain",
+    "pade-autodiff",
+    "ode-default",
+    "ode-forward",
+)

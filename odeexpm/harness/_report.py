@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import platform
@@ -17,9 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ._run import OK, SKIPPED, Record
+from ._run import SKIPPED, Record
 
 # The accuracy the library promises with default settings (design notes, section 1).
 TARGET_ERROR = {"float64": 1e-10, "complex128": 1e-10, "float32": 1e-5, "complex64": 1e-5}
@@ -61,7 +63,9 @@ def _error_style(record: Record) -> str:
     if record.error is None:
         return ""
     target = TARGET_ERROR.get(record.dtype, 1e-10)
-    return "green" if record.error <= target else "yellow" if record.error <= 1e3 * target else "red"
+    return (
+        "green" if record.error <= target else "yellow" if record.error <= 1e3 * target else "red"
+    )
 
 
 def print_table(records: Sequence[Record], console: Console | None = None) -> None:
@@ -74,8 +78,13 @@ def print_table(records: Sequence[Record], console: Console | None = None) -> No
     several_dtypes = len({r.dtype for r in records}) > 1
     for suite, rows in _by_suite(records).items():
         table = Table(title=f"suite: {suite}", title_justify="left", header_style="bold")
-        for name, justify in [("case", "left"), ("n", "right"), ("‖A‖₁", "right"),
-                              ("method", "left"), ("qty", "left")]:
+        for name, justify in [
+            ("case", "left"),
+            ("n", "right"),
+            ("‖A‖₁", "right"),
+            ("method", "left"),
+            ("qty", "left"),
+        ]:
             table.add_column(name, justify=justify)
         if several_dtypes:
             table.add_column("dtype")
@@ -89,10 +98,10 @@ def print_table(records: Sequence[Record], console: Console | None = None) -> No
             previous = r.case
             status_style = "" if r.ok else "dim" if r.status == SKIPPED else "bold red"
             cells = [
-                r.case if first else "",
+                escape(r.case) if first else "",
                 str(r.n) if first else "",
                 f"{r.norm1:.3g}" if first else "",
-                r.label,
+                escape(r.label),
                 r.quantity,
                 *([r.dtype] if several_dtypes else []),
                 f"[{status_style}]{r.status}[/]" if status_style else r.status,
@@ -111,9 +120,13 @@ def print_table(records: Sequence[Record], console: Console | None = None) -> No
         for name in ("suite/case", "method", "qty", "dtype", "status", "message"):
             table.add_column(name, overflow="fold")
         for r in problems:
-            table.add_row(f"{r.suite}/{r.case}", r.label, r.quantity, r.dtype, r.status, r.message)
+            cells = (f"{r.suite}/{r.case}", r.label, r.quantity, r.dtype, r.status, r.message)
+            # Messages quote code such as `f64[2,2]`, which rich would read as markup.
+            table.add_row(*(escape(cell) for cell in cells))
         console.print(table)
-    counts = Counter("ok" if r.ok else "skipped" if r.status == SKIPPED else "failed" for r in records)
+    counts = Counter(
+        "ok" if r.ok else "skipped" if r.status == SKIPPED else "failed" for r in records
+    )
     console.print(
         f"{len(records)} measurements: {counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['skipped']} skipped."
@@ -138,10 +151,15 @@ def environment() -> dict[str, Any]:
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {name: version(name) for name in ("odeexpm", "jax", "jaxlib", "diffrax", "equinox", "numpy", "mpmath")},
+        "versions": {
+            name: version(name)
+            for name in ("odeexpm", "jax", "jaxlib", "diffrax", "equinox", "numpy", "mpmath")
+        },
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        # Other processes on the machine disturb timings; say how busy it was.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "devices": [str(d) for d in jax.devices()],
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
         "persistent_compilation_cache": jax.config.jax_compilation_cache_dir,
@@ -157,8 +175,14 @@ def write_csv(records: Sequence[Record], path: pathlib.Path) -> None:
             writer.writerow({k: "" if v is None else v for k, v in r.to_dict().items()})
 
 
+def _json_safe(value: Any) -> Any:
+    # JSON has no NaN or inf; a missing number is null.
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def write_json(records: Sequence[Record], path: pathlib.Path, environment_: dict) -> None:
-    payload = {"environment": environment_, "records": [r.to_dict() for r in records]}
+    rows = [{k: _json_safe(v) for k, v in r.to_dict().items()} for r in records]
+    payload = {"environment": environment_, "records": rows}
     path.write_text(json.dumps(payload, indent=1, allow_nan=False))
 
 
@@ -193,14 +217,22 @@ def _summary_rows(records: Sequence[Record]) -> list[list[str]]:
         failed = [r for r in group if r.failed]
         errors = [r.error for r in ok]
         times = [r.time_s for r in ok if r.time_s is not None]
-        rows.append([
-            label, quantity, dtype, len(ok), len(failed),
-            sum(r.status == SKIPPED for r in group),
-            format_error(statistics.median(errors)) if errors else "",
-            format_error(max(errors)) if errors else "",
-            format_time(statistics.median(times)) if times else "",
-            ", ".join(sorted({f"{r.case} ({r.status})" for r in failed})),
-        ])
+        target = TARGET_ERROR.get(dtype, 1e-10)
+        rows.append(
+            [
+                label,
+                quantity,
+                dtype,
+                len(ok),
+                sum(e <= target for e in errors),
+                len(failed),
+                sum(r.status == SKIPPED for r in group),
+                format_error(statistics.median(errors)) if errors else "",
+                format_error(max(errors)) if errors else "",
+                format_time(statistics.median(times)) if times else "",
+                ", ".join(sorted({f"{r.case} ({r.status})" for r in failed})),
+            ]
+        )
     return rows
 
 
@@ -231,7 +263,10 @@ NOTES = """\
 
 
 def write_report(
-    records: Sequence[Record], path: pathlib.Path, plots: dict[str, pathlib.Path], environment_: dict
+    records: Sequence[Record],
+    path: pathlib.Path,
+    plots: dict[str, pathlib.Path],
+    environment_: dict,
 ) -> None:
     lines = ["# odeexpm compare", ""]
     versions = ", ".join(f"{k} {v}" for k, v in environment_["versions"].items() if v)
@@ -244,19 +279,40 @@ def write_report(
         f"dtypes: {', '.join(dict.fromkeys(r.dtype for r in records))}; "
         f"tolerances: {', '.join(dict.fromkeys(r.rtol for r in records if r.rtol)) or 'n/a'}",
         f"- persistent compilation cache: {environment_['persistent_compilation_cache'] or 'off'}",
+        f"- load average (1 min) when written: {environment_['load_average_1min']:.1f} on "
+        f"{environment_['cpu_count']} cores (above the core count, other processes competed "
+        "for the CPU and timings are noisy: compare `time_min_s` in the CSV)"
+        if environment_.get("load_average_1min") is not None
+        else "- load average: unknown",
         "",
     ]
-    counts = Counter("ok" if r.ok else "skipped" if r.status == SKIPPED else "failed" for r in records)
+    counts = Counter(
+        "ok" if r.ok else "skipped" if r.status == SKIPPED else "failed" for r in records
+    )
     lines += [
         f"{len(records)} measurements: {counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['skipped']} skipped.",
         "",
         "## Summary per method",
         "",
+        "Target: the library's accuracy goal, relative error <= 1e-10 in double and 1e-5 in "
+        "single precision (on well-conditioned inputs; some hard cases are not).",
+        "",
     ]
     lines += _md_table(
-        ["method", "qty", "dtype", "ok", "failed", "skipped", "median error", "max error",
-         "median time", "failures"],
+        [
+            "method",
+            "qty",
+            "dtype",
+            "ok",
+            "ok within target",
+            "failed",
+            "skipped",
+            "median error",
+            "max error",
+            "median time",
+            "failures",
+        ],
         _summary_rows(records),
     )
     if plots:
@@ -272,21 +328,56 @@ def write_report(
             cases.setdefault(r.case, r)
         lines += _md_table(
             ["case", "n", "‖A‖₁", "reference (exp)"],
-            [[c, r.n, f"{r.norm1:.3g}", next((x.reference for x in rows if x.case == c and x.quantity == "expm"), "")]
-             for c, r in cases.items()],
+            [
+                [
+                    c,
+                    r.n,
+                    f"{r.norm1:.3g}",
+                    next((x.reference for x in rows if x.case == c and x.quantity == "expm"), ""),
+                ]
+                for c, r in cases.items()
+            ],
         )
         lines += _md_table(
-            ["case", "method", "qty", "dtype", "status", "rel. error", "time", "compile", "steps", "sq", "memory"],
-            [[r.case, r.label, r.quantity, r.dtype, r.status, format_error(r.error), format_time(r.time_s),
-              format_time(r.compile_s) + (" (cached)" if r.compile_cache_hit else ""), format_steps(r),
-              "" if r.squarings is None else r.squarings, format_bytes(r.memory_bytes)] for r in rows],
+            [
+                "case",
+                "method",
+                "qty",
+                "dtype",
+                "status",
+                "rel. error",
+                "time",
+                "compile",
+                "steps",
+                "sq",
+                "memory",
+            ],
+            [
+                [
+                    r.case,
+                    r.label,
+                    r.quantity,
+                    r.dtype,
+                    r.status,
+                    format_error(r.error),
+                    format_time(r.time_s),
+                    format_time(r.compile_s) + (" (cached)" if r.compile_cache_hit else ""),
+                    format_steps(r),
+                    "" if r.squarings is None else r.squarings,
+                    format_bytes(r.memory_bytes),
+                ]
+                for r in rows
+            ],
         )
     problems = [r for r in records if not r.ok]
     if problems:
         lines += ["## Failures and skips", ""]
         lines += _md_table(
             ["suite/case", "method", "qty", "dtype", "status", "message"],
-            [[f"{r.suite}/{r.case}", r.label, r.quantity, r.dtype, r.status, r.message] for r in problems],
+            [
+                [f"{r.suite}/{r.case}", r.label, r.quantity, r.dtype, r.status, r.message]
+                for r in problems
+            ],
         )
     lines += [NOTES]
     path.write_text("\n".join(lines))
