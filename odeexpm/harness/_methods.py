@@ -10,7 +10,7 @@ are static (the library chooses its solver from them), so each compiles separate
 Derivatives are taken of the loss `Re sum(W * exp(A))`: `jax.grad` of it is
 `L_exp(A^T, W)` (see `Reference`).
 
-Methods named after the library's defaults (`ode`, `ode-plain`, `ode-default`) pass
+Methods named after the library's defaults (`ode`, `ode-plain`, `ode-frechet`) pass
 `None` and so follow whatever `odeexpm.expm` chooses; the others name their solver or
 adjoint explicitly.
 """
@@ -270,7 +270,7 @@ for _method in [
         pade_frechet_build,
         quantities=("vjp", "jvp"),
     ),
-    _ode("ode-default", "jax.grad through odeexpm.expm with its default adjoint", VJP),
+    _ode("ode-frechet", "jax.grad through odeexpm.expm with its default adjoint, odeexpm.FrechetAdjoint", VJP),
     _ode(
         "ode-checkpoint",
         "jax.grad through odeexpm.expm, adjoint=diffrax.RecursiveCheckpointAdjoint()",
@@ -309,7 +309,7 @@ DEFAULT_METHODS = (
     "ode-plain-kvaerno5",
     "pade-autodiff",
     "pade-frechet",
-    "ode-default",
+    "ode-frechet",
     "ode-checkpoint",
     "ode-backsolve",
     "ode-direct",
@@ -321,6 +321,6 @@ QUICK_METHODS = (
     "ode",
     "ode-plain",
     "pade-autodiff",
-    "ode-default",
+    "ode-frechet",
     "ode-forward",
 )
