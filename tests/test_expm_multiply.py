@@ -1,0 +1,334 @@
+"""`odeexpm.expm_multiply`: operator kinds, accuracy, Markov chains, gradients, dtypes
+and errors, against SciPy's `expm`, `expm_frechet` and `expm_multiply`.
+
+Shapes and options are shared between tests where possible: each new compilation costs
+seconds. Complex gradients and `BacksolveAdjoint` are marked slow (`pytest -m slow`).
+"""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from jax.experimental import sparse
+
+import odeexpm
+from odeexpm._operators import UNROLLED_WIDTH, SparseOperator, plan_layout
+
+from helpers import rel_err
+
+N, K, T = 8, 3, 1.5
+
+
+def sparse_pattern_matrix(n, seed, density=0.4, complex_=False):
+    """A random matrix with about `density` of its entries and its diagonal nonzero
+    (the pattern depends on `n` and `density` only, so that BCOO shapes are shared)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n))
+    if complex_:
+        A = A + 1j * rng.standard_normal((n, n))
+    mask = (np.random.default_rng(0).random((n, n)) < density) | np.eye(n, dtype=bool)
+    return A * mask
+
+
+A0 = sparse_pattern_matrix(N, 0)
+B0 = np.random.default_rng(1).standard_normal((N, K))
+W0 = np.random.default_rng(2).standard_normal((N, K))
+
+
+def closed_form(A, B, t):
+    """`exp(tA) B` by SciPy's Padé `expm` (in NumPy: no compilation)."""
+    A, B = np.asarray(A), np.asarray(B)
+    return scipy.linalg.expm(np.asarray(t, A.dtype) * A) @ B
+
+
+def as_kind(A, kind):
+    A = jnp.asarray(A)
+    if kind == "dense":
+        return A
+    if kind == "bcoo":
+        return sparse.BCOO.fromdense(A)
+    if kind == "bcsr":
+        return sparse.BCSR.fromdense(A)
+    if kind == "lineax_function":
+        structure = jax.ShapeDtypeStruct((A.shape[0],), A.dtype)
+        return lx.FunctionLinearOperator(lambda x: A @ x, structure)
+    if kind == "lineax_matrix":
+        return lx.MatrixLinearOperator(A)
+    raise ValueError(kind)
+
+
+def random_markov_generator(n, out_degree, seed):
+    """A sparse CTMC generator: `out_degree` random transitions per state with Exp(1)
+    rates; columns sum to zero (`dp/dt = Q p`)."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, n, size=n * out_degree)
+    sources = np.repeat(np.arange(n), out_degree)
+    Q = sp.csr_matrix((rng.exponential(1.0, n * out_degree), (targets, sources)), shape=(n, n))
+    Q.setdiag(0)
+    Q.eliminate_zeros()
+    return (Q - sp.diags(np.asarray(Q.sum(axis=0)).ravel())).tocsr()
+
+
+def grid_laplacian(side):
+    """The 5-point Laplacian on a `side x side` grid (Dirichlet), spectrum in (-8, 0)."""
+    T1 = sp.diags([np.ones(side - 1), -2 * np.ones(side), np.ones(side - 1)], [-1, 0, 1])
+    I = sp.identity(side)
+    return (sp.kron(T1, I) + sp.kron(I, T1)).tocsr()
+
+
+# --- accuracy of every operator kind ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dense", "bcoo", "bcsr", "lineax_function", "lineax_matrix"])
+def test_operator_kinds_match_closed_form_and_scipy(kind):
+    Y, stats = odeexpm.expm_multiply(as_kind(A0, kind), B0, T, return_stats=True)
+    assert Y.shape == (N, K) and Y.dtype == jnp.float64
+    assert rel_err(Y, closed_form(A0, B0, T)) < 1e-12
+    assert rel_err(Y, spla.expm_multiply(T * sp.csr_matrix(A0), B0)) < 1e-12
+    assert bool(stats.successful)
+
+
+def test_vmap_over_columns():
+    # Each batch member is a vector state (n,).
+    A = sparse.BCOO.fromdense(jnp.asarray(A0))
+    Ys = jax.vmap(lambda b: odeexpm.expm_multiply(A, b, T))(jnp.asarray(B0.T))
+    assert rel_err(Ys.T, closed_form(A0, B0, T)) < 1e-12
+
+
+@pytest.mark.parametrize("t", [0.0, -0.7, 4.0])
+def test_times_zero_negative_and_large(t):
+    Y = odeexpm.expm_multiply(A0, B0, t)
+    assert rel_err(Y, closed_form(A0, B0, t)) < 1e-11
+
+
+@pytest.mark.parametrize(
+    "dtype,tol",
+    [(jnp.float32, 1e-5), (jnp.float64, 1e-11), (jnp.complex64, 1e-5), (jnp.complex128, 1e-11)],
+)
+def test_dtypes(dtype, tol):
+    complex_ = jnp.issubdtype(dtype, jnp.complexfloating)
+    A = jnp.asarray(sparse_pattern_matrix(N, 3, complex_=complex_), dtype)
+    # A real state with a complex generator is promoted.
+    Y = odeexpm.expm_multiply(sparse.BCOO.fromdense(A), jnp.asarray(B0, jnp.finfo(dtype).dtype), T)
+    assert Y.dtype == dtype
+    reference = closed_form(np.asarray(A, np.complex128), B0, T)
+    assert rel_err(Y, reference) < tol
+
+
+def test_irregular_sparsity_unsorted_duplicates():
+    """Rows with 1, 2, 5, 10 or UNROLLED_WIDTH + 6 entries (several ELLPACK groups, one
+    of them summed by a reduction rather than unrolled), indices unsorted and with
+    duplicates (which add up)."""
+    rng = np.random.default_rng(4)
+    n = 90
+    counts = 1 + rng.integers(0, 4, n) ** 2
+    counts[:3] = UNROLLED_WIDTH + 6
+    rows = np.repeat(np.arange(n), counts)
+    columns = np.concatenate([rng.choice(n, c, replace=False) for c in counts])
+    rows, columns = np.append(rows, [5, 5]), np.append(columns, [7, 7])  # duplicates
+    data = rng.standard_normal(rows.shape[0]) / 4
+    shuffle = rng.permutation(rows.shape[0])
+    indices = np.stack([rows, columns], axis=1)[shuffle]
+    A = sparse.BCOO((jnp.asarray(data[shuffle]), jnp.asarray(indices)), shape=(n, n))
+    dense = np.asarray(A.todense())
+
+    layout = plan_layout(indices, n)
+    widths = [slots.shape[0] for slots in layout.slots]
+    assert len(widths) > 1 and max(widths) > UNROLLED_WIDTH and layout.permutation is not None
+    x = rng.standard_normal((n, 2))
+    product = jax.jit(lambda data, x: SparseOperator(data, layout).mv(x))
+    assert rel_err(product(A.data, x), dense @ x) < 1e-14
+
+    Y = odeexpm.expm_multiply(A, x, 0.8)
+    assert rel_err(Y, closed_form(dense, x, 0.8)) < 1e-12
+
+
+def test_bcoo_with_traced_indices_under_jit():
+    A = sparse.BCOO.fromdense(jnp.asarray(A0))
+    Y = jax.jit(lambda A, B: odeexpm.expm_multiply(A, B, T))(A, jnp.asarray(B0))
+    assert rel_err(Y, closed_form(A0, B0, T)) < 1e-12
+
+
+def test_single_grid_layout_group():
+    # Boundary rows of a grid Laplacian have fewer entries: still one group, no renumbering.
+    L = grid_laplacian(12).tocoo()
+    layout = plan_layout(np.stack([L.row, L.col], axis=1), L.shape[0])
+    assert len(layout.slots) == 1 and layout.permutation is None
+
+
+# --- large-norm problems: the shift, uniformization and rounding control ---------------
+
+
+def test_markov_chain_conserves_probability():
+    Q = random_markov_generator(400, 6, seed=5)
+    p0 = np.zeros(400)
+    p0[0] = 1.0
+    A = sparse.BCOO.from_scipy_sparse(Q)
+    for t in [2.0, 30.0]:  # one step; many steps
+        p, stats = odeexpm.expm_multiply(A, p0, t, return_stats=True)
+        assert abs(float(jnp.sum(p)) - 1.0) < 1e-12
+        assert float(jnp.min(p)) > -1e-15
+        assert rel_err(p, spla.expm_multiply(t * Q, p0)) < 1e-10
+    assert int(stats.num_steps) > 1
+
+
+def test_grid_laplacian_in_one_step():
+    """`exp(5L)` for a grid Laplacian (spectrum in (-40, 0)): after the shift by the
+    Gershgorin center the series covers the whole interval in one step."""
+    L = grid_laplacian(30)
+    v = np.random.default_rng(6).standard_normal(L.shape[0])
+    y, stats = odeexpm.expm_multiply(sparse.BCOO.from_scipy_sparse(L), v, 5.0, return_stats=True)
+    assert rel_err(y, spla.expm_multiply(5.0 * L, v)) < 1e-11
+    assert int(stats.num_steps) == 1
+
+
+def test_oscillatory_steps_are_limited_by_rounding():
+    """A skew-symmetric generator of norm ~300: one long Taylor step would cancel
+    catastrophically; the rounding estimate makes the controller split it."""
+    rng = np.random.default_rng(7)
+    S = rng.standard_normal((N, N))
+    A = 60.0 * (S - S.T)
+    Y, stats = odeexpm.expm_multiply(A, B0, 1.0, return_stats=True)
+    assert rel_err(Y, closed_form(A, B0, 1.0)) < 1e-10
+    assert int(stats.num_steps) > 5
+
+
+def test_other_solvers():
+    Y = odeexpm.expm_multiply(A0, B0, T, solver=diffrax.Tsit5(), rtol=1e-10, atol=1e-10)
+    assert rel_err(Y, closed_form(A0, B0, T)) < 1e-8
+
+
+def test_taylor_action_step_for_narrow_dense_states():
+    # odeexpm.Taylor applies its series to a vector state term by term.
+    y = odeexpm.evolve(odeexpm.Constant(A0), B0[:, 0], 0.0, T, solver=odeexpm.Taylor(degree=30))
+    assert rel_err(y, closed_form(A0, B0[:, 0], T)) < 1e-11
+
+
+# --- gradients -------------------------------------------------------------------------
+
+
+def frechet_gradients(A, B, W, t):
+    """Closed-form gradients of `L = sum(W * exp(tA) B)`: `dL/dA = t L_exp(t A^T, W B^T)`,
+    `dL/dB = exp(t A^T) W`, `dL/dt = <W, A exp(tA) B>` (real inputs)."""
+    grad_A = t * scipy.linalg.expm_frechet(t * A.T, W @ B.T, compute_expm=False)
+    grad_B = scipy.linalg.expm(t * A.T) @ W
+    grad_t = np.sum(W * (A @ closed_form(A, B, t)))
+    return grad_A, grad_B, grad_t
+
+
+def test_reverse_gradients_dense():
+    loss = lambda A, B, t: jnp.sum(W0 * odeexpm.expm_multiply(A, B, t))
+    grads = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(A0), jnp.asarray(B0), jnp.asarray(T))
+    for grad, reference in zip(grads, frechet_gradients(A0, B0, W0, T)):
+        assert rel_err(grad, reference) < 1e-10
+    # and the time derivative against a central difference
+    h = 1e-5
+    difference = (loss(A0, B0, T + h) - loss(A0, B0, T - h)) / (2 * h)
+    assert abs(float(grads[2] - difference)) < 1e-6 * abs(float(difference))
+
+
+def test_reverse_gradients_bcoo_values():
+    A = sparse.BCOO.fromdense(jnp.asarray(A0))
+    rows, columns = A.indices[:, 0], A.indices[:, 1]
+
+    def loss(data, B, t):
+        Y = odeexpm.expm_multiply(sparse.BCOO((data, A.indices), shape=A.shape), B, t)
+        return jnp.sum(W0 * Y)
+
+    grads = jax.grad(loss, argnums=(0, 1, 2))(A.data, jnp.asarray(B0), jnp.asarray(T))
+    grad_data, grad_B, grad_t = grads
+    grad_A, reference_B, reference_t = frechet_gradients(A0, B0, W0, T)
+    assert rel_err(grad_data, grad_A[rows, columns]) < 1e-10
+    assert rel_err(grad_B, reference_B) < 1e-10
+    assert abs(float(grad_t - reference_t)) < 1e-10 * abs(float(reference_t))
+    # one value against a central difference
+    h = 1e-6
+    bump = jnp.zeros_like(A.data).at[3].set(h)
+    difference = (loss(A.data + bump, B0, T) - loss(A.data - bump, B0, T)) / (2 * h)
+    assert abs(float(grad_data[3] - difference)) < 1e-6 * abs(float(difference))
+
+
+def test_reverse_gradients_lineax_parameters():
+    """Matrix-free: the gradient reaches the array a `FunctionLinearOperator` closes over."""
+
+    def loss(M):
+        operator = lx.FunctionLinearOperator(lambda x: M @ x, jax.ShapeDtypeStruct((N,), M.dtype))
+        return jnp.sum(W0 * odeexpm.expm_multiply(operator, B0, T))
+
+    grad = jax.grad(loss)(jnp.asarray(A0))
+    assert rel_err(grad, frechet_gradients(A0, B0, W0, T)[0]) < 1e-10
+
+
+def test_forward_mode():
+    rng = np.random.default_rng(8)
+    dA, dB = rng.standard_normal((N, N)), rng.standard_normal((N, K))
+    f = lambda A, B, t: odeexpm.expm_multiply(A, B, t, adjoint=diffrax.ForwardMode())
+    primals = (jnp.asarray(A0), jnp.asarray(B0), jnp.asarray(T))
+    tangents = (jnp.asarray(dA), jnp.asarray(dB), jnp.asarray(0.3))
+    Y, dY = jax.jvp(f, primals, tangents)
+    # d(exp(tA) B) = L_exp(tA, t dA + dt A) B + exp(tA) dB
+    frechet = scipy.linalg.expm_frechet(T * A0, T * dA + 0.3 * A0, compute_expm=False)
+    d_reference = frechet @ B0 + closed_form(A0, dB, T)
+    assert rel_err(Y, closed_form(A0, B0, T)) < 1e-12
+    assert rel_err(dY, d_reference) < 1e-10
+
+
+@pytest.mark.slow
+def test_reverse_gradient_complex():
+    A = sparse_pattern_matrix(N, 9, complex_=True)
+    B = B0 + 1j * W0
+    loss = lambda f: (lambda A: jnp.real(jnp.sum(W0 * f(A, B, T))))
+    grad = jax.grad(loss(odeexpm.expm_multiply))(jnp.asarray(A))
+    padé = lambda A, B, t: jax.scipy.linalg.expm(t * A) @ B  # JAX's convention for complex
+    assert rel_err(grad, jax.grad(loss(padé))(jnp.asarray(A))) < 1e-10
+
+
+@pytest.mark.slow
+def test_backsolve_adjoint():
+    adjoint = diffrax.BacksolveAdjoint()
+    loss = lambda A: jnp.sum(W0 * odeexpm.expm_multiply(A, B0, T, adjoint=adjoint))
+    assert rel_err(jax.grad(loss)(jnp.asarray(A0)), frechet_gradients(A0, B0, W0, T)[0]) < 1e-8
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def test_shape_and_dtype_errors():
+    with pytest.raises(ValueError, match="`B` must have shape"):
+        odeexpm.expm_multiply(A0, np.ones(N + 1))
+    with pytest.raises(ValueError, match="`B` must have shape"):
+        odeexpm.expm_multiply(A0, np.ones((N, 2, 2)))
+    with pytest.raises(ValueError, match="square"):
+        odeexpm.expm_multiply(np.ones((N, N + 1)), np.ones(N))
+    with pytest.raises(TypeError, match="float16"):
+        odeexpm.expm_multiply(A0.astype(np.float16), B0)
+    with pytest.raises(TypeError, match="dtype"):
+        odeexpm.expm_multiply(A0, B0.astype(np.float16))
+    with pytest.raises(ValueError, match="batch"):
+        odeexpm.expm_multiply(sparse.BCOO.fromdense(jnp.ones((2, N, N)), n_batch=1), B0)
+    pairs = jax.ShapeDtypeStruct((N, 2), jnp.float64)
+    vector_of_pairs = lx.FunctionLinearOperator(lambda x: x, pairs)
+    with pytest.raises(ValueError, match="vectors of shape"):
+        odeexpm.expm_multiply(vector_of_pairs, B0)
+    with pytest.raises(ValueError, match="scalar"):
+        odeexpm.expm_multiply(A0, B0, jnp.ones(2))
+
+
+def test_failures_raise_or_are_reported():
+    A = A0.copy()
+    A[1, 1] = np.nan
+    with pytest.raises(Exception, match="non-finite"):
+        odeexpm.expm_multiply(A, B0, T)
+    # With throw=False: NaN results and the reason in the statistics.
+    options = dict(throw=False, return_stats=True, max_steps=2)
+    Y, stats = odeexpm.expm_multiply(A, B0, T, **options)
+    assert bool(jnp.all(jnp.isnan(Y))) and stats.result == odeexpm.RESULTS.nonfinite_values
+    Y, stats = odeexpm.expm_multiply(100 * A0, B0, T, **options)  # needs more than 2 steps
+    assert bool(jnp.all(jnp.isnan(Y))) and stats.result == odeexpm.RESULTS.max_steps_reached
+    Y, stats = odeexpm.expm_multiply(A0, B0, T, **options)
+    assert bool(stats.successful) and rel_err(Y, closed_form(A0, B0, T)) < 1e-12
