@@ -3,6 +3,7 @@
 from . import reference
 from ._adjoint import FrechetAdjoint
 from ._expm import expm
+from ._expm_multiply import expm_multiply
 from ._generators import (
     AbstractGenerator,
     Constant,
@@ -11,7 +12,7 @@ from ._generators import (
     Modulated,
     PiecewiseConstant,
 )
-from ._magnus import CFMagnus4, Magnus2, Magnus4, Magnus6
+from ._magnus import CFMagnus4, Magnus2, Magnus4, Magnus6, WithCommutators
 from ._propagator import evolve, propagator
 from ._solve import RESULTS, Stats
 from ._taylor import Taylor
@@ -33,8 +34,10 @@ __all__ = [
     "RESULTS",
     "Stats",
     "Taylor",
+    "WithCommutators",
     "evolve",
     "expm",
+    "expm_multiply",
     "propagator",
     "reference",
 ]

@@ -82,7 +82,9 @@ def default_solver(dtype, generator, adjoint, rtol) -> diffrax.AbstractSolver:
     precision, where tight tolerances reward a high order, and Tsit5 in single precision.
     """
     if isinstance(generator, Constant) and not isinstance(adjoint, diffrax.BacksolveAdjoint):
-        rtol = default_tolerances(dtype)[0] if rtol is None else rtol
+        if rtol is None or isinstance(rtol, jax.core.Tracer):
+            # The degree is static: a traced tolerance gets the dtype's default one.
+            rtol = default_tolerances(dtype)[0]
         degree = 1
         while math.factorial(degree + 1) * rtol < 10:
             degree += 1
@@ -104,6 +106,34 @@ def make_controller(stepsize_controller, rtol, atol, dtype):
     elif rtol is None:
         rtol = atol
     return diffrax.PIDController(rtol=rtol, atol=atol)
+
+
+def clip_to_times(controller, generator, saveat, time_dtype):
+    """An adaptive `controller` that also steps exactly to the generator's jump times and
+    to the saved times `saveat.subs.ts` (so outputs are never interpolated)."""
+    jump_ts, step_ts = generator.jump_ts, saveat.subs.ts
+    if not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController) or (
+        jump_ts is None and step_ts is None
+    ):
+        return controller
+    as_times = lambda ts: None if ts is None else jnp.asarray(ts, time_dtype)
+    return diffrax.ClipStepSizeController(
+        controller, step_ts=as_times(step_ts), jump_ts=as_times(jump_ts)
+    )
+
+
+def as_time(x, time_dtype):
+    """A time for diffrax in `time_dtype`.
+
+    A Python number stays one where it would become `time_dtype` anyway: diffrax checks
+    the sign of `dt0` at trace time for static times, but with a runtime callback (which
+    also keeps JAX from caching the compiled program) for array times.
+    """
+    if x is None:
+        return None
+    if isinstance(x, (int, float)) and jax.dtypes.canonicalize_dtype(float) == time_dtype:
+        return float(x)
+    return jnp.asarray(x, time_dtype)
 
 
 def raise_if_failed(x, result: RESULTS, max_steps) -> Any:
@@ -147,12 +177,13 @@ def solve_linear(
     controller = make_controller(stepsize_controller, rtol, atol, dtype)
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
     time_dtype = real_dtype(dtype)
+    controller = clip_to_times(controller, generator, saveat, time_dtype)
     sol = diffrax.diffeqsolve(
         LinearTerm(split_complex(generator)),
         solver,
-        jnp.asarray(t0, time_dtype),
-        jnp.asarray(t1, time_dtype),
-        dt0,
+        as_time(t0, time_dtype),
+        as_time(t1, time_dtype),
+        as_time(dt0, time_dtype),
         split_complex(y0),
         args,
         saveat=saveat,

@@ -1,0 +1,286 @@
+"""`propagator` and `evolve`: time-ordered exponentials of a time-dependent generator."""
+
+import functools
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
+
+from ._checks import SUPPORTED_DTYPES, as_real_scalar
+from ._generators import AbstractGenerator, FromFunction
+from ._magnus import AbstractMagnus, Magnus6
+from ._solve import RESULTS, Stats, raise_if_failed, solve_linear
+
+def propagator(
+    A: AbstractGenerator | Callable,
+    t0: Real[ArrayLike, ""],
+    t1: Real[ArrayLike, ""],
+    *,
+    args: PyTree = None,
+    ts: Real[ArrayLike, " times"] | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    dt0: Real[ArrayLike, ""] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+    return_stats: bool = False,
+) -> Inexact[Array, "*times n n"] | tuple[Inexact[Array, "*times n n"], Stats]:
+    """The time-ordered exponential `U(t1, t0)`: the solution of `dU/dt = A(t, args) U`,
+    `U(t0) = I`, computed with `diffrax.diffeqsolve`.
+
+    **Arguments:**
+
+    - `A`: the generator: an `odeexpm.AbstractGenerator` (`Constant`,
+      `PiecewiseConstant`, `Modulated`, `Interpolated`, or your own subclass, whose
+      array fields are differentiable parameters) or any callable `A(t, args)` returning
+      an `(n, n)` array, real or complex (float32, float64, complex64, complex128).
+    - `t0`, `t1`: real scalars; `t1 < t0` integrates backwards.
+    - `args`: passed to `A(t, args)`; its arrays are differentiable.
+    - `ts`: optional increasing times in `[t0, t1]` (or `[t1, t0]`): then `U(ts[i], t0)`
+      is returned, stacked on a leading axis. The solver steps exactly to each of them.
+    - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus6()` (unitary steps
+      for skew-Hermitian `A`); with `adjoint=diffrax.BacksolveAdjoint()` the default is
+      `diffrax.Dopri8()` (`Tsit5` in single precision), since backsolving needs a
+      solver for general vector fields.
+    - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
+      for the Magnus solvers: `rtol = atol = 1e-9` for `Magnus6` (relative errors about
+      1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8` for `Magnus2`, in double
+      precision; `1e-5` (`Magnus6`, `Magnus2`) or `1e-6` in single precision. Other
+      solvers use `odeexpm.expm`'s defaults. Jump times of the generator (`A.jump_ts`) and `ts` are added to
+      any adaptive controller (`diffrax.ClipStepSizeController`).
+    - `dt0`: the initial step; required with `diffrax.ConstantStepSize()` (which never
+      sees the jump times: choose `dt0` to land on them). Default: chosen by the
+      adaptive controller.
+    - `adjoint`: how gradients flow, as in `odeexpm.expm`. Default
+      `diffrax.RecursiveCheckpointAdjoint()` (reverse mode, exact gradients of the
+      discrete solve, robust). `diffrax.ForwardMode()` for `jax.jvp`/`jax.jacfwd`;
+      `diffrax.DirectAdjoint()` for both and for second derivatives;
+      `diffrax.BacksolveAdjoint()` for O(1) memory in the number of steps, but it
+      integrates `U` backwards, which is unstable when `A` is stiff or dissipative, and
+      it does not work with the Magnus solvers.
+    - `max_steps`: step budget of the solve.
+    - `throw`: if `True` (default) failures (non-finite input, exhausted step budget)
+      raise an error, under `jax.jit` too; if `False` the result is NaN and the failure
+      is reported in the statistics.
+    - `return_stats`: if `True` return `(U, stats)` with an `odeexpm.Stats`.
+
+    **Returns:** `U(t1, t0)` of shape `(n, n)`, or `(len(ts), n, n)` with `ts`; with
+    `return_stats=True` also the `Stats`. The dtype is that of `A(t0, args)`.
+
+    Compiled once per generator structure, shapes, dtypes and options: pass a generator
+    defined once (not a new `lambda` per call) to reuse the compilation.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import odeexpm
+        >>> X = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+        >>> Z = jnp.array([[1.0, 0.0], [0.0, -1.0]])
+        >>> def A(t, amplitude):       # a driven qubit, A = -i H(t)
+        ...     return -1j * (0.5 * Z + amplitude * jnp.cos(t) * X)
+        >>> Us = odeexpm.propagator(A, 0.0, 10.0, args=0.3, ts=jnp.linspace(0.0, 10.0, 5))
+        >>> Us.shape
+        (5, 2, 2)
+        >>> bool(jnp.allclose(Us[-1].conj().T @ Us[-1], jnp.eye(2), atol=1e-5))   # unitary
+        True
+
+        Gradients with respect to `args` (or to the arrays of a generator):
+
+        ```python
+        population = lambda a: jnp.abs(odeexpm.propagator(A, 0.0, 10.0, args=a)[1, 0]) ** 2
+        dp_da = jax.grad(population)(0.3)
+        ```
+    """
+    caller = "odeexpm.propagator"
+    generator = _as_generator(A, caller)
+    n, dtype = _signature(generator, t0, args, caller)
+    y0 = jnp.eye(n, dtype=dtype)
+    options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+    return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
+
+
+def evolve(
+    A: AbstractGenerator | Callable,
+    y0: Inexact[ArrayLike, "n"] | Inexact[ArrayLike, "*batch n k"],
+    t0: Real[ArrayLike, ""],
+    t1: Real[ArrayLike, ""],
+    *,
+    args: PyTree = None,
+    ts: Real[ArrayLike, " times"] | None = None,
+    solver: diffrax.AbstractSolver | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    dt0: Real[ArrayLike, ""] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+    return_stats: bool = False,
+) -> Inexact[Array, "..."] | tuple[Inexact[Array, "..."], Stats]:
+    """The state `y(t1) = U(t1, t0) y0` of `dy/dt = A(t, args) y`, without forming `U`.
+
+    **Arguments:** as `odeexpm.propagator`, and
+
+    - `y0`: the initial state: a vector `(n,)`, or `(n, k)` for `k` states as columns
+      (one solve with shared steps: the cheapest way to evolve many states). Further
+      leading axes `(..., n, k)` are a batch solved independently (as with `jax.vmap`,
+      each with its own steps). A real `y0` with a complex generator is promoted.
+
+    **Returns:** `y(t1)` with the shape of `y0` (`(len(ts),) + y0.shape` with `ts`),
+    in the common dtype of `y0` and `A`; with `return_stats=True` also the `Stats`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import odeexpm
+        >>> A = odeexpm.Constant(jnp.array([[0.0, 1.0], [-1.0, 0.0]]))
+        >>> y = odeexpm.evolve(A, jnp.array([1.0, 0.0]), 0.0, jnp.pi / 2)   # a rotation
+        >>> bool(jnp.allclose(y, jnp.array([0.0, -1.0]), atol=1e-5))
+        True
+    """
+    caller = "odeexpm.evolve"
+    generator = _as_generator(A, caller)
+    n, dtype = _signature(generator, t0, args, caller)
+    if not hasattr(y0, "dtype"):
+        y0 = jnp.asarray(y0)
+    if y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
+        raise ValueError(
+            f"{caller}: `y0` must have shape (n,) or (..., n, k) with n = {n} (the "
+            f"generator is {n}x{n}); got shape {tuple(y0.shape)}."
+        )
+    y0 = jnp.asarray(y0, _state_dtype(jnp.result_type(dtype, y0.dtype), "y0", caller))
+    options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+    return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
+
+
+def _as_generator(A, caller: str) -> AbstractGenerator:
+    if isinstance(A, AbstractGenerator):
+        return A
+    if callable(A):
+        return FromFunction(A)
+    raise TypeError(
+        f"{caller}: `A` must be an odeexpm.AbstractGenerator or a callable A(t, args); "
+        f"got {type(A).__name__}. For a constant matrix use odeexpm.Constant(A) or "
+        "odeexpm.expm."
+    )
+
+
+def _state_dtype(dtype, name: str, caller: str):
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+            raise TypeError(f"{caller}: `{name}` has unsupported dtype {dtype}.")
+        return jax.dtypes.canonicalize_dtype(jnp.float64)
+    if dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
+        raise TypeError(
+            f"{caller}: `{name}` has dtype {dtype}; supported are float32, float64, "
+            "complex64 and complex128."
+        )
+    return dtype
+
+
+def _signature(generator, t0, args, caller: str) -> tuple[int, jnp.dtype]:
+    """`(n, dtype)` of `generator(t0, args)`, found by tracing it (no computation)."""
+    t = jnp.asarray(t0)  # a Python float stays weakly typed: A's own precision decides
+    out = eqx.filter_eval_shape(lambda g, t, a: g(t, a), generator, t, args)
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(
+            f"{caller}: the generator must return a square (n, n) array; A(t0, args) "
+            f"returned {'shape ' + str(tuple(shape)) if shape is not None else type(out).__name__}."
+        )
+    return shape[0], _state_dtype(out.dtype, "A(t, args)", caller)
+
+
+def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
+    time_dtype = jnp.finfo(y0.dtype).dtype
+    t0 = as_real_scalar(t0, y0.dtype, "t0", caller)
+    t1 = as_real_scalar(t1, y0.dtype, "t1", caller)
+    if options["dt0"] is not None:
+        options = dict(options, dt0=as_real_scalar(options["dt0"], y0.dtype, "dt0", caller))
+    if ts is not None:
+        ts = jnp.asarray(ts)
+        if ts.ndim != 1 or ts.shape[0] == 0 or jnp.issubdtype(ts.dtype, jnp.complexfloating):
+            raise ValueError(
+                f"{caller}: `ts` must be a non-empty 1-D array of real times; got shape "
+                f"{tuple(ts.shape)} and dtype {ts.dtype}."
+            )
+        ts = ts.astype(time_dtype)
+    y, stats = _solve(
+        generator, y0, t0, t1, ts, args, throw=throw, solve_options=_defaults(y0.dtype, **options)
+    )
+    return (y, stats) if return_stats else y
+
+
+def _defaults(dtype, *, solver, stepsize_controller, dt0, rtol, atol, adjoint, max_steps) -> dict:
+    """The options of `solve_linear`, with the propagator's default solver filled in."""
+    backsolve = isinstance(adjoint, diffrax.BacksolveAdjoint)
+    if solver is None and not backsolve:
+        solver = Magnus6()  # with BacksolveAdjoint, `solve_linear`'s Runge-Kutta default
+    if backsolve and isinstance(solver, AbstractMagnus):
+        raise ValueError(
+            "odeexpm: diffrax.BacksolveAdjoint solves an augmented adjoint system with "
+            "the same solver, and Magnus solvers handle only dU/dt = A(t) U. Use the "
+            "default RecursiveCheckpointAdjoint with Magnus solvers, or a Runge-Kutta "
+            "solver (e.g. diffrax.Dopri8()) with BacksolveAdjoint."
+        )
+    if isinstance(solver, AbstractMagnus) and stepsize_controller is None and rtol is None and atol is None:
+        rtol = atol = solver.default_tolerance(dtype)
+    return dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0, rtol=rtol,
+                atol=atol, adjoint=adjoint, max_steps=max_steps)
+
+
+# Compiled once per generator structure, shapes, dtypes and options.
+@eqx.filter_jit
+def _solve(generator, y0, t0, t1, ts, args, *, throw, solve_options):
+    single = functools.partial(_solve_single, solve_options=solve_options)
+    for _ in range(y0.ndim - 2):
+        single = jax.vmap(single, in_axes=(None, 0, None, None, None, None))
+    y, stats = single(generator, y0, t0, t1, ts, args)
+    if ts is not None and y0.ndim > 2:
+        y = jnp.moveaxis(y, y0.ndim - 2, 0)  # the times axis leads, then the batch
+    if throw:
+        y = raise_if_failed(y, stats.result, solve_options["max_steps"])
+    return y, stats
+
+
+def _finite(tree) -> Array:
+    leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _solve_single(generator, y0, t0, t1, ts, args, *, solve_options):
+    bad = jnp.logical_not(_finite((generator, y0, t0, t1, ts, args)))
+    # NaN would make the step-size controller reject every step; solve a harmless
+    # problem (all zero) instead and report the bad input.
+    generator, y0, t0, t1, ts, args = jtu.tree_map(
+        lambda x: jnp.where(bad, 0, x) if eqx.is_inexact_array(x) else x,
+        (generator, y0, t0, t1, ts, args),
+    )
+    if isinstance(solve_options["solver"], AbstractMagnus):
+        generator = solve_options["solver"].prepare(generator)
+    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+    ys, stats, result = solve_linear(
+        generator, y0, t0, t1, args=args, saveat=saveat, **solve_options
+    )
+    y = ys[0] if ts is None else ys
+    overflow = jnp.logical_not(jnp.all(jnp.isfinite(y)))
+    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
+    result = RESULTS.where(bad, RESULTS.nonfinite_values, result)
+    # A failed solve leaves a partial answer: never hand it out as a number.
+    y = jnp.where(result == RESULTS.successful, y, jnp.nan)
+    stats = Stats(
+        num_steps=stats["num_steps"],
+        num_accepted_steps=stats["num_accepted_steps"],
+        num_rejected_steps=stats["num_rejected_steps"],
+        num_squarings=jnp.zeros((), jnp.int32),
+        result=result,
+    )
+    return y, stats
