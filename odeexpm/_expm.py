@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, Inexact, Real
 from ._adjoint import FrechetAdjoint, forward_mode, with_frechet_gradient
 from ._checks import as_real_scalar, as_square_matrices
 from ._generators import Constant
-from ._solve import RESULTS, Stats, raise_if_failed, solve_linear
+from ._solve import Stats, outcome, raise_if_failed, solve_linear
 
 # The automatic scaling solves on [0, t / 2^s] with ||t A||_1 / 2^s <= SCALED_NORM, where
 # a high-order explicit step covers the interval in a few steps, then squares s times.
@@ -223,16 +223,4 @@ def _expm_single(A, t, *, squarings, solve_options):
     X = square(ys[0], k, kind=_loop_kind(solve_options["adjoint"]))
     if squarings is None:
         X = X * (d[:, None] / d[None, :])
-    overflow = jnp.logical_not(jnp.all(jnp.isfinite(X)))
-    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
-    result = RESULTS.where(bad, RESULTS.nonfinite_values, result)
-    # A failed solve leaves a partial answer: never hand it out as a number.
-    X = jnp.where(result == RESULTS.successful, X, jnp.nan)
-    stats = Stats(
-        num_steps=stats["num_steps"],
-        num_accepted_steps=stats["num_accepted_steps"],
-        num_rejected_steps=stats["num_rejected_steps"],
-        num_squarings=jnp.asarray(k, jnp.int32),
-        result=result,
-    )
-    return X, stats
+    return outcome(X, stats, result, bad, num_squarings=k)

@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, Inexact, Real
 
 from ._checks import SUPPORTED_DTYPES, as_real_scalar
 from ._operators import AbstractOperator, OperatorGenerator, as_operator
-from ._solve import RESULTS, Stats, default_tolerances, raise_if_failed, solve_linear
+from ._solve import Stats, default_tolerances, outcome, raise_if_failed, solve_linear
 from ._taylor import Taylor, largest_radius
 
 # Most operator products one Taylor step may use. A step of degree m covers a shifted
@@ -210,16 +210,4 @@ def _expm_multiply_single(operator, B, t, solve_options):
         OperatorGenerator(operator, center), B, 0.0, t, dt0=dt0, **solve_options
     )
     Y = ys[0] if permutation is None else ys[0][inverse]
-    overflow = jnp.logical_not(jnp.all(jnp.isfinite(Y)))
-    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
-    result = RESULTS.where(bad, RESULTS.nonfinite_values, result)
-    # A failed solve leaves a partial answer: never hand it out as a number.
-    Y = jnp.where(result == RESULTS.successful, Y, jnp.nan)
-    stats = Stats(
-        num_steps=stats["num_steps"],
-        num_accepted_steps=stats["num_accepted_steps"],
-        num_rejected_steps=stats["num_rejected_steps"],
-        num_squarings=jnp.zeros((), jnp.int32),
-        result=result,
-    )
-    return Y, stats
+    return outcome(Y, stats, result, bad)

@@ -13,7 +13,7 @@ from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
 from ._checks import SUPPORTED_DTYPES, as_real_scalar
 from ._generators import AbstractGenerator, FromFunction
 from ._magnus import AbstractMagnus, Magnus6
-from ._solve import RESULTS, Stats, raise_if_failed, solve_linear
+from ._solve import Stats, outcome, raise_if_failed, solve_linear
 
 def propagator(
     A: AbstractGenerator | Callable,
@@ -271,16 +271,4 @@ def _solve_single(generator, y0, t0, t1, ts, args, *, solve_options):
         generator, y0, t0, t1, args=args, saveat=saveat, **solve_options
     )
     y = ys[0] if ts is None else ys
-    overflow = jnp.logical_not(jnp.all(jnp.isfinite(y)))
-    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
-    result = RESULTS.where(bad, RESULTS.nonfinite_values, result)
-    # A failed solve leaves a partial answer: never hand it out as a number.
-    y = jnp.where(result == RESULTS.successful, y, jnp.nan)
-    stats = Stats(
-        num_steps=stats["num_steps"],
-        num_accepted_steps=stats["num_accepted_steps"],
-        num_rejected_steps=stats["num_rejected_steps"],
-        num_squarings=jnp.zeros((), jnp.int32),
-        result=result,
-    )
-    return y, stats
+    return outcome(y, stats, result, bad)

@@ -136,6 +136,25 @@ def as_time(x, time_dtype):
     return jnp.asarray(x, time_dtype)
 
 
+def outcome(y, stats: dict, result: RESULTS, bad_input, num_squarings=0) -> tuple[Array, Stats]:
+    """The answer and `Stats` of a public function, from its solve's output.
+
+    Flags an overflowed answer and non-finite input (`bad_input`) in the result, and
+    replaces a failed answer by NaN: a partial solve is never handed out as a number.
+    """
+    overflow = jnp.logical_not(jnp.all(jnp.isfinite(y)))
+    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
+    result = RESULTS.where(bad_input, RESULTS.nonfinite_values, result)
+    y = jnp.where(result == RESULTS.successful, y, jnp.nan)
+    return y, Stats(
+        num_steps=stats["num_steps"],
+        num_accepted_steps=stats["num_accepted_steps"],
+        num_rejected_steps=stats["num_rejected_steps"],
+        num_squarings=jnp.asarray(num_squarings, jnp.int32),
+        result=result,
+    )
+
+
 def raise_if_failed(x, result: RESULTS, max_steps) -> Any:
     """Raises an error naming the failure recorded in `result` (under jit and vmap too)."""
     x = eqx.error_if(
@@ -185,7 +204,7 @@ def solve_linear(
         as_time(t1, time_dtype),
         as_time(dt0, time_dtype),
         split_complex(y0),
-        args,
+        split_complex(args),  # complex args too travel as real pairs (LinearTerm merges them)
         saveat=saveat,
         stepsize_controller=controller,
         adjoint=adjoint,
