@@ -34,12 +34,12 @@ _GAUSS3 = (0.5 - _SQRT15 / 10, 0.5, 0.5 + _SQRT15 / 10)
 # The step exponential: the Taylor polynomial of `degree` (evaluated by Paterson-Stockmeyer
 # in blocks of `block` powers) at `X / 2^s`, with `||X / 2^s||_1 <= theta`, then `s`
 # squarings. The truncation error, at most theta^(degree+1) / (degree+1)! e^(2 theta), is
-# 7e-18 in double (degree 16, theta 0.65) and 1e-11 in single precision (degree 8, theta
-# 1/2), below the unit roundoff: the exponential of a skew-Hermitian matrix is unitary to
-# rounding although it is made of matrix products only (6 products in double precision
-# and 4 in single, plus the squarings). Degree 16 is the cheapest in products for the
-# norms ||h A|| of 0.3 to 10 that accurate steps have.
-TAYLOR = {"double": (16, 4, 0.65), "single": (8, 3, 0.5)}
+# 7e-18 in double (degree 16, theta 0.65) and 7e-10 in single precision (degree 9, theta
+# 1/2), well below the unit roundoff: the exponential of a skew-Hermitian matrix is
+# unitary to rounding although it is made of matrix products only (6 products in double
+# precision and 4 in single, plus the squarings). Degree 16 is the cheapest in products
+# for the norms ||h A|| of 0.3 to 10 that accurate steps have.
+TAYLOR = {"double": (16, 4, 0.65), "single": (9, 3, 0.5)}
 # Squarings are applied under `lax.cond` inside a `lax.scan` of this length, which every
 # adjoint can differentiate. Reverse mode pays for every iteration, taken or not, so the
 # scan is short: a step with `||Omega||_1 > theta 2^MAX_SQUARINGS` (10.4 in double
@@ -159,6 +159,10 @@ class AbstractMagnus(diffrax.AbstractAdaptiveSolver):
     matrices (computed once per solve; `odeexpm.propagator`/`evolve` call it), and every
     `Omega` is a linear combination of them, without matrix products.
 
+    A step whose `Omega` has a 1-norm above 10.4 (8 in single precision) is refused, as
+    beyond the range of the step exponential: adaptive controllers retry it smaller;
+    with `diffrax.ConstantStepSize` the result is NaN.
+
     Dense output (`diffrax.SaveAt(ts=...)` or `dense=True` in `diffrax.diffeqsolve`) is
     the cubic Hermite interpolant of `y` and `A y` at the ends of each step: third order
     (local error `O(h^4)`), exact at the step ends, not unitary in between.
@@ -202,9 +206,11 @@ class AbstractMagnus(diffrax.AbstractAdaptiveSolver):
         matrix = samples.matrix
         y = merge_complex(y0)
         y1, y_error, ok = self._step(samples, start, h, y)
-        # An infinite error makes diffrax's adaptive controllers reject the step and
-        # shrink it (a NaN would poison the next step size).
+        # A refused step: its infinite error makes diffrax's adaptive controllers reject
+        # it and shrink the step (a NaN error would poison the next step size); with a
+        # constant step size the NaN state shows in the result.
         y_error = jnp.where(ok, y_error, jnp.inf)
+        y1 = jnp.where(ok, y1, jnp.nan)
         # Hermite data for dense output; dead code (removed by XLA) unless it is used.
         k0 = h * matmul(matrix(start), y)
         k1 = h * matmul(matrix(start + h), y1)
@@ -350,8 +356,15 @@ class Magnus6(AbstractMagnus):
     C1 / 12`, differs from `Omega6` by `O(h^5)`: its missing commutator terms and its
     quadrature error both show in `Omega6 - Omega4`. The error estimate is
     `(Omega6 - Omega4) y(t + h)`, which costs two evaluations of `A` at the step ends and
-    one product. The sixth-order solution is propagated, so the estimate bounds its
-    error from above and the tolerance is met with room to spare.
+    one product. The sixth-order solution is propagated, so (for small steps) the
+    estimate bounds its error from above and the tolerance is met with room to spare.
+
+    For a `Modulated` generator `A = A0 + sum_k f_k(t) A_k` (with `(K + 1)^4 <= 2n`)
+    the nested commutators of `A0, ..., A_K` are computed once per solve
+    (`prepare`), and `Omega6` and `Omega4` become linear combinations of them: the same
+    series, truncated after its `O(h^6)` terms (the terms `[a3, C2]` and `[C1, C2]` of
+    the formula above are `O(h^7)`). A step then costs one exponential and two matrix
+    products.
 
     Example:
         ```python
