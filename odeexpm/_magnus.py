@@ -19,11 +19,10 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from diffrax._term import WrapTerm  # diffeqsolve wraps every term in it (time reversal)
 from jaxtyping import Array, Inexact
 
 from ._generators import AbstractGenerator, Modulated
-from ._term import LinearTerm, merge_complex, split_complex
+from ._term import LinearTerm, merge_complex, split_complex, unwrap_term
 
 _SQRT3 = math.sqrt(3.0)
 _SQRT15 = math.sqrt(15.0)
@@ -132,10 +131,7 @@ def expm_step(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Array]:
 
 def _linear_term(terms) -> tuple[LinearTerm, Array | int]:
     """The `LinearTerm` inside `terms`, and the time direction diffrax solves in."""
-    direction = 1
-    while isinstance(terms, WrapTerm):
-        direction = direction * terms.direction
-        terms = terms.term
+    terms, direction = unwrap_term(terms)
     if not isinstance(terms, LinearTerm):
         raise TypeError(
             "odeexpm: Magnus solvers need the generator A(t) itself, which only an "

@@ -39,9 +39,11 @@ class LinearTerm(diffrax.AbstractTerm):
 def unwrap_term(terms):
     """`(term, direction)`: diffrax hands solvers its terms in a private `WrapTerm` that
     flips time for backward integration (`direction = -1`)."""
-    if hasattr(terms, "term") and hasattr(terms, "direction"):
-        return terms.term, terms.direction
-    return terms, 1
+    direction = 1
+    while hasattr(terms, "term") and hasattr(terms, "direction"):
+        direction = direction * terms.direction
+        terms = terms.term
+    return terms, direction
 
 
 def generator_matrix(terms, t, args, solver_name: str):
