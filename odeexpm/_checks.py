@@ -20,17 +20,24 @@ def as_square_matrices(A, name: str, caller: str):
             f"{caller}: `{name}` must have shape (..., n, n), square in its last two "
             f"axes; got shape {tuple(A.shape)}."
         )
-    dtype = jnp.dtype(A.dtype)
+    dtype = checked_dtype(A, name, caller)
+    return jnp.asarray(A, dtype)
+
+
+def checked_dtype(x, name: str, caller: str) -> jnp.dtype:
+    """The dtype `x` is computed in: its own if supported, JAX's default float for
+    integers and booleans; a `TypeError` naming the problem otherwise."""
+    dtype = jnp.dtype(x.dtype)
     if not jnp.issubdtype(dtype, jnp.inexact):
         if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             raise TypeError(f"{caller}: `{name}` has unsupported dtype {dtype}.")
-        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
-    elif dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
+        return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+    if dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
         raise TypeError(
             f"{caller}: `{name}` has dtype {dtype}; supported are float32, float64, "
             "complex64 and complex128 (lower precisions cannot meet the tolerances)."
         )
-    return jnp.asarray(A, dtype)
+    return dtype
 
 
 def as_real_scalar(t, dtype, name: str, caller: str):

@@ -10,7 +10,7 @@ import numpy as np
 from jax.experimental import sparse
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
-from ._checks import SUPPORTED_DTYPES, as_real_scalar
+from ._checks import as_real_scalar, checked_dtype
 from ._operators import AbstractOperator, OperatorGenerator, as_operator
 from ._solve import Stats, default_tolerances, outcome, raise_if_failed, solve_linear
 from ._taylor import Taylor, largest_radius
@@ -136,16 +136,7 @@ def _as_state(B, operator: AbstractOperator, caller: str) -> Array:
             f"{caller}: `B` must have shape (n,) or (n, k) with n = {n} (`A` is {n}x{n}); "
             f"got shape {tuple(B.shape)}. Use jax.vmap for more axes."
         )
-    dtype = jnp.dtype(B.dtype)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
-            raise TypeError(f"{caller}: `B` has unsupported dtype {dtype}.")
-        dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-    elif dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
-        raise TypeError(
-            f"{caller}: `B` has dtype {dtype}; supported are float32, float64, complex64 "
-            "and complex128."
-        )
+    dtype = checked_dtype(B, "B", caller)
     return jnp.asarray(B, jnp.result_type(dtype, operator.dtype))
 
 
