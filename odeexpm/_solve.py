@@ -142,8 +142,15 @@ def outcome(y, stats: dict, result: RESULTS, bad_input, num_squarings=0) -> tupl
     Flags an overflowed answer and non-finite input (`bad_input`) in the result, and
     replaces a failed answer by NaN: a partial solve is never handed out as a number.
     """
-    overflow = jnp.logical_not(jnp.all(jnp.isfinite(y)))
-    result = RESULTS.where(overflow & (result == RESULTS.successful), RESULTS.overflow, result)
+    finite = jnp.all(jnp.isfinite(y))
+    # A solve whose state grows past sqrt(max) stalls instead of overflowing: the
+    # controller's error norm squares the state, overflows, and rejects every step until
+    # the budget runs out. diffrax hands back the last accepted state, so that is seen here.
+    # (Or the step accepted an infinite state, and the solve never reached its end.)
+    exhausted = result == RESULTS.max_steps_reached
+    stalled = exhausted & (_beyond_norm_range(y) | jnp.logical_not(finite))
+    overflow = (jnp.logical_not(finite) & (result == RESULTS.successful)) | stalled
+    result = RESULTS.where(overflow, RESULTS.overflow, result)
     result = RESULTS.where(bad_input, RESULTS.nonfinite_values, result)
     y = jnp.where(result == RESULTS.successful, y, jnp.nan)
     return y, Stats(
@@ -153,6 +160,12 @@ def outcome(y, stats: dict, result: RESULTS, bad_input, num_squarings=0) -> tupl
         num_squarings=jnp.asarray(num_squarings, jnp.int32),
         result=result,
     )
+
+
+def _beyond_norm_range(y) -> Array:
+    magnitude = jnp.abs(y)
+    largest = jnp.sqrt(jnp.finfo(magnitude.dtype).max)
+    return jnp.any(jnp.where(jnp.isfinite(magnitude), magnitude, 0) > largest)
 
 
 def raise_if_failed(x, result: RESULTS, max_steps) -> Any:

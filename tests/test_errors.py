@@ -67,3 +67,23 @@ def test_forward_mode_needs_forward_adjoint():
     # Reverse-mode adjoints cannot be pushed forward; the error comes from JAX.
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jvp(odeexpm.expm, (jnp.eye(2),), (jnp.eye(2),))
+
+
+@pytest.mark.parametrize(
+    "solve",
+    [
+        lambda A, **kw: odeexpm.expm(A, squarings=0, **kw),
+        lambda A, **kw: odeexpm.expm_multiply(A, jnp.ones(2), **kw),
+        lambda A, **kw: odeexpm.propagator(lambda t, args: A, 0.0, 1.0, **kw),
+    ],
+    ids=["expm-plain", "expm_multiply", "propagator"],
+)
+def test_overflow_inside_a_solve(solve):
+    # exp(800) is beyond float64: the state outgrows the dtype partway through the solve,
+    # which must read as an overflow, not as an exhausted step budget.
+    A = jnp.array([[800.0, 1.0], [0.0, 700.0]])
+    with pytest.raises(Exception, match="overflow"):
+        jax.block_until_ready(solve(A))
+    value, stats = solve(A, throw=False, return_stats=True)
+    assert stats.result == odeexpm.RESULTS.overflow
+    assert bool(jnp.all(jnp.isnan(value)))
