@@ -17,15 +17,17 @@ odeexpm: differentiable matrix exponentials as solutions of linear ODEs (diffrax
 
 Commands:
   compare   run the validation harness: methods (odeexpm.expm variants, Padé, Taylor, and
-            their derivatives) on suites of cases with independent high-precision references
+            their derivatives; expm_multiply against SciPy; propagators by Magnus, Runge-Kutta
+            and piecewise-constant Padé) on suites of cases with independent references
 """
 
 COMPARE_DESCRIPTION = """\
 Run methods on the cases of some suites and measure, per (case, method, dtype, tolerance):
 the relative Frobenius error against an independent reference (closed forms, mpmath,
 extended precision), gradient errors (VJP via jax.grad, JVP via jax.jvp) against the Fréchet
-derivative, median run time after compilation, compile time, ODE steps and squarings, and
-XLA's memory estimate. Failures (NaN/inf, exhausted step budget, exceptions) are recorded
+derivative, median run time after compilation, compile time, ODE steps and squarings,
+XLA's memory estimate, and the unitarity drift of propagators of skew-Hermitian generators.
+Failures (NaN/inf, exhausted step budget, exceptions) are recorded
 with their message, never dropped.
 
 Writes results.csv, results.json, report.md and PNG plots to --out, and prints a table.
@@ -41,6 +43,7 @@ examples:
   odeexpm compare --quick
   odeexpm compare --suites hard stiff --methods pade ode ode-plain --rtol default 1e-6 1e-10
   odeexpm compare --suites random --dtypes float32 float64 --repeats 10 --out results-random
+  odeexpm compare --suites time_dependent --rtol 1e-6 1e-8 1e-10 1e-12
   odeexpm compare --list
 """
 

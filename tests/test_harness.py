@@ -295,3 +295,71 @@ def test_cli_list_help_version_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["compare", "--rtol", "2"])
     assert exit.value.code == 2
+
+
+def test_action_suite_quick_runs_and_scipy_agrees():
+    records = harness.run(
+        suites=["action"], methods=["action-ode", "action-scipy"], quick=True, repeats=1
+    )
+    assert {(r.case, r.method) for r in records} == {
+        (case, method)
+        for case in ("rotation-2x2", "sparse-path-32")
+        for method in ("action-ode", "action-scipy")
+    }
+    for r in records:
+        assert r.ok, (r.case, r.method, r.message)
+        assert r.error < 1e-12, (r.case, r.method, r.error)
+    sparse = _find(records, "sparse-path-32", "action-ode", "action")
+    assert sparse.reference == "longdouble" and sparse.steps >= 1
+
+
+@pytest.mark.parametrize("is_complex", [False, True])
+def test_longdouble_action_agrees_with_scipy_and_mpmath(is_complex):
+    scipy_linalg = pytest.importorskip("scipy.sparse.linalg")
+    import scipy.sparse
+
+    rng = np.random.default_rng(7)
+    n = 12
+    A = np.where(rng.random((n, n)) < 0.3, rng.standard_normal((n, n)), 0.0) * 3
+    B = rng.standard_normal((n, 2))
+    if is_complex:
+        A = A * (1 + 0.5j)
+    rows, columns = np.nonzero(A)
+    values, indices = A[rows, columns], np.stack([rows, columns], axis=1)
+    ours = harness.longdouble_action(values, indices, B, 1.5)
+    exact = reference.mp_expm(1.5 * A, dps=40) @ B
+    np.testing.assert_allclose(ours, exact, rtol=1e-14, atol=1e-14 * np.abs(exact).max())
+    theirs = scipy_linalg.expm_multiply(1.5 * scipy.sparse.csr_array(A), B)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-12 * np.abs(exact).max())
+
+
+def test_markov_generator_conserves_probability():
+    from odeexpm.harness._action import markov_generator
+
+    values, indices = markov_generator(50, 3, seed=0)
+    column_sums = np.bincount(indices[:, 1], values, minlength=50)
+    np.testing.assert_allclose(column_sums, 0, atol=1e-14)
+    p = harness.longdouble_action(values, indices, np.full(50, 1 / 50), 2.0)
+    assert abs(p.sum() - 1) < 1e-14 and p.min() >= 0
+
+
+def test_time_dependent_quick_runs_with_unitarity():
+    records = harness.run(
+        suites=["time_dependent"], methods=["magnus6", "pwc-pade"], quick=True, repeats=1
+    )
+    magnus = _find(records, "driven-qubit", "magnus6", "propagator")
+    assert magnus.ok and magnus.error < 1e-8 and magnus.unitarity < 1e-13
+    grape = {r.segments: r for r in records if r.method == "pwc-pade"}
+    assert sorted(grape) == [64, 256, 1024]
+    assert all(r.ok and r.unitarity < 1e-13 for r in grape.values())
+    # The midpoint product is second order: 4x the segments, ~16x smaller error.
+    assert 8 < grape[256].error / grape[1024].error < 32
+
+
+def test_propagator_reference_matches_the_closed_form():
+    # The commuting case has a closed form; the Dopri8 reference must reproduce it.
+    case = next(c for c in harness.get_suite("time_dependent").cases() if c.name == "commuting-qubit")
+    data = case.inputs("complex128")
+    exact = case.reference(data, "propagator")
+    solved = harness.PropagatorReference(case.generator)(data, "propagator")
+    assert np.linalg.norm(solved - exact) / np.linalg.norm(exact) < 1e-12

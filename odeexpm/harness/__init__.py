@@ -14,10 +14,14 @@ Example:
 """
 
 from . import _suites as _suites  # registers the built-in suites
+from . import _action as _action  # the action suite and methods
+from . import _time_dependent as _time_dependent  # the time-dependent suite and methods
 from ._cases import (
     Case,
     Suite,
+    action_case,
     expm_case,
+    propagator_case,
     get_suite,
     list_suites,
     register_suite,
@@ -25,8 +29,6 @@ from ._cases import (
     unregister_suite,
 )
 from ._methods import (
-    DEFAULT_METHODS,
-    QUICK_METHODS,
     Method,
     get_method,
     jvp_of,
@@ -36,7 +38,10 @@ from ._methods import (
     vjp_of,
 )
 from ._references import (
+    ActionReference,
+    PropagatorReference,
     Reference,
+    longdouble_action,
     closed_form_2x2,
     closed_form_nilpotent_shift,
     longdouble_expm,
@@ -45,17 +50,21 @@ from ._references import (
     reference_cache_dir,
 )
 from ._report import print_table, read_records, write_outputs
-from ._run import DTYPES, Record, run
+from ._run import DEFAULT_METHODS, DTYPES, QUICK_METHODS, Record, arguments, run
 
 __all__ = [
     "DEFAULT_METHODS",
     "DTYPES",
     "QUICK_METHODS",
+    "ActionReference",
     "Case",
     "Method",
+    "PropagatorReference",
     "Record",
     "Reference",
     "Suite",
+    "action_case",
+    "arguments",
     "closed_form_2x2",
     "closed_form_nilpotent_shift",
     "expm_case",
@@ -64,10 +73,12 @@ __all__ = [
     "jvp_of",
     "list_methods",
     "list_suites",
+    "longdouble_action",
     "longdouble_expm",
     "precise_expm",
     "precise_frechet",
     "print_table",
+    "propagator_case",
     "read_records",
     "reference_cache_dir",
     "register_method",

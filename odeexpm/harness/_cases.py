@@ -4,8 +4,15 @@ A `Case` is a generic record: a name, its suite, a `data` dictionary of NumPy ar
 `reference` callable giving the exact answers, and `tags` (size, norm, source, ...). A suite
 is a factory `factory(quick: bool) -> list[Case]` registered under a name; adding one is a
 decorator or a `register_suite` call. `kind` says what the case asks for, so that methods
-can declare what they apply to: `"expm"` (a constant generator; `data["A"]`) today;
-time-dependent propagators or actions `exp(tA) B` are further kinds.
+can declare what they apply to:
+
+- `"expm"`: `exp(A)` of a constant `A` (`data["A"]`), with derivatives on request;
+- `"action"`: `exp(tA) B` (`data["A"]` dense, or a sparse `A` as `data["values"]` and
+  `data["indices"]`; `data["B"]`, `data["t"]`);
+- `"propagator"`: `U(t1, t0)` of a time-dependent generator built by `case.generator`
+  from `data` (`data["t0"]`, `data["t1"]`).
+
+The forward quantity of a case is named after its kind.
 """
 
 import dataclasses
@@ -21,6 +28,9 @@ from ._references import Reference
 # `gradients=True` the reverse and forward derivatives in fixed random directions.
 FORWARD = "expm"
 DERIVATIVES = ("vjp", "jvp")
+ACTION = "action"
+PROPAGATOR = "propagator"
+KINDS = (FORWARD, ACTION, PROPAGATOR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,24 +43,36 @@ class Case:
     - `reference`: `reference(data, quantity) -> np.ndarray`, never a method under test.
     - `kind`: what kind of problem this is (`"expm"` for `exp(A)` of a constant `A`).
     - `quantities`: which of `"expm"`, `"vjp"`, `"jvp"` the case asks for.
-    - `tags`: free-form facts for tables and plots (`n`, `norm1`, `source`, ...).
+    - `tags`: free-form facts for tables and plots (`n`, `norm1`, `source`, `unitary`, ...).
+    - `generator`: for `"propagator"` cases, `generator(data) -> AbstractGenerator` from
+      the case's arrays (as JAX arrays in the run's dtype).
     """
 
     name: str
     data: Mapping[str, np.ndarray]
     reference: Callable[[Mapping[str, np.ndarray], str], np.ndarray]
     suite: str = ""
-    kind: str = "expm"
+    kind: str = FORWARD
     quantities: tuple[str, ...] = (FORWARD,)
     tags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    generator: Callable[[Mapping[str, Any]], Any] | None = None
 
     @property
     def n(self) -> int:
-        return int(self.tags.get("n", np.shape(self.data["A"])[-1]))
+        return int(self.tags.get("n", np.shape(self.data.get("A", ()))[-1]))
 
     @property
     def is_complex(self) -> bool:
-        return bool(np.iscomplexobj(self.data["A"]))
+        return any(np.iscomplexobj(value) for value in self.data.values())
+
+    @property
+    def is_sparse(self) -> bool:
+        return "indices" in self.data
+
+    def inputs(self, dtype) -> dict[str, np.ndarray]:
+        """The case's arrays rounded to `dtype` (times to its real counterpart; index
+        arrays are kept)."""
+        return {key: _rounded(key, value, dtype) for key, value in self.data.items()}
 
     def expected(self, quantity: str, dtype) -> np.ndarray:
         """The reference for `quantity` when the case is run in `dtype`.
@@ -59,8 +81,8 @@ class Case:
         it was actually given, not charged for the rounding of its input.
         """
         rounded = {
-            key: np.asarray(value).astype(dtype).astype(_wide(dtype))
-            for key, value in self.data.items()
+            key: value.astype(_wide(value.dtype)) if np.issubdtype(value.dtype, np.inexact) else value
+            for key, value in self.inputs(dtype).items()
         }
         return self.reference(rounded, quantity)
 
@@ -75,6 +97,19 @@ class Case:
 
 def _wide(dtype) -> type:
     return np.complex128 if np.issubdtype(np.dtype(dtype), np.complexfloating) else np.float64
+
+
+# Times are real in every dtype; every other floating array takes the run's dtype.
+TIME_KEYS = ("t", "t0", "t1")
+
+
+def _rounded(key: str, value, dtype) -> np.ndarray:
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.inexact):
+        return value  # indices
+    if key in TIME_KEYS:
+        dtype = np.finfo(np.dtype(dtype)).dtype
+    return value.astype(dtype)
 
 
 def expm_case(
@@ -202,3 +237,111 @@ def get_suite(name: str) -> Suite:
 def list_suites() -> list[Suite]:
     """The registered suites, in registration order."""
     return list(_SUITES.values())
+
+
+def _size_tags(n: int, norm1: float, tags: Mapping[str, Any]) -> dict[str, Any]:
+    return {"n": n, "norm1": float(norm1), **tags}
+
+
+def action_case(
+    name: str,
+    A: np.ndarray | tuple[np.ndarray, np.ndarray],
+    B: np.ndarray,
+    t: float = 1.0,
+    *,
+    reference: Callable[[Mapping[str, np.ndarray], str], np.ndarray] | None = None,
+    **tags: Any,
+) -> Case:
+    """A case asking for the action `exp(tA) B`.
+
+    `A` is a dense `(n, n)` array or a sparse matrix as a pair `(values, indices)` in
+    COO form (`indices` of shape `(nnz, 2)`: row, column), which methods receive as a
+    `jax.experimental.sparse.BCOO`. The default reference is `ActionReference()`
+    (high precision: mpmath or extended precision, never a method under test).
+
+    Example:
+        >>> import numpy as np
+        >>> from odeexpm.harness import action_case
+        >>> case = action_case("shift", np.diag([1.0, 2.0]), np.ones(2), t=0.5)
+        >>> case.kind, case.n, case.is_sparse
+        ('action', 2, False)
+    """
+    from ._references import ActionReference
+
+    B = np.asarray(B)
+    n = B.shape[0]
+    if isinstance(A, tuple):
+        values, indices = np.asarray(A[0]), np.asarray(A[1], np.int64)
+        if indices.shape != (values.shape[0], 2) or indices.min() < 0 or indices.max() >= n:
+            raise ValueError(
+                f"action_case {name!r}: indices must be (nnz, 2) in [0, {n}); got shape "
+                f"{indices.shape}."
+            )
+        data = {"values": values, "indices": indices}
+        norm1 = np.max(np.bincount(indices[:, 1], np.abs(values), minlength=n))
+    else:
+        A = np.asarray(A)
+        if A.shape != (n, n):
+            raise ValueError(f"action_case {name!r}: A must be ({n}, {n}); got {A.shape}.")
+        data = {"A": A}
+        norm1 = np.max(np.sum(np.abs(A), axis=0))
+    if B.ndim not in (1, 2):
+        raise ValueError(f"action_case {name!r}: B must be (n,) or (n, k); got {B.shape}.")
+    data.update(B=B, t=np.asarray(float(t)))
+    return Case(
+        name=name,
+        data=data,
+        reference=ActionReference() if reference is None else reference,
+        kind=ACTION,
+        quantities=(ACTION,),
+        tags=_size_tags(n, abs(float(t)) * norm1, tags),
+    )
+
+
+def propagator_case(
+    name: str,
+    generator: Callable[[Mapping[str, Any]], Any],
+    data: Mapping[str, np.ndarray],
+    t0: float,
+    t1: float,
+    *,
+    n: int,
+    norm1: float,
+    reference: Callable[[Mapping[str, np.ndarray], str], np.ndarray] | None = None,
+    unitary: bool = False,
+    **tags: Any,
+) -> Case:
+    """A case asking for the propagator `U(t1, t0)` of `dU/dt = A(t) U`, with
+    `A = generator(data)` (an `odeexpm.AbstractGenerator` built from the case's arrays,
+    which arrive as JAX arrays in the run's dtype).
+
+    `norm1` is a bound on `(t1 - t0) max_t ||A(t)||_1`, for tables. `unitary=True` (a
+    skew-Hermitian generator) adds the unitarity drift `||U^H U - I||_F` to the
+    measurements. The default reference is `PropagatorReference(generator)`: diffrax's
+    Dopri8 at rtol = atol = 1e-14 in double precision on a plain `ODETerm`.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> import odeexpm
+        >>> from odeexpm.harness import propagator_case
+        >>> case = propagator_case(
+        ...     "rotating",
+        ...     lambda d: odeexpm.Modulated(d["drift"], d["operators"], [lambda t, args: jnp.cos(t)]),
+        ...     {"drift": np.zeros((2, 2)), "operators": np.array([[[0.0, 1.0], [-1.0, 0.0]]])},
+        ...     0.0, 1.0, n=2, norm1=1.0)
+        >>> case.kind, case.quantities
+        ('propagator', ('propagator',))
+    """
+    from ._references import PropagatorReference
+
+    data = {key: np.asarray(value) for key, value in data.items()}
+    data.update(t0=np.asarray(float(t0)), t1=np.asarray(float(t1)))
+    return Case(
+        name=name,
+        data=data,
+        reference=PropagatorReference(generator, key=name) if reference is None else reference,
+        kind=PROPAGATOR,
+        quantities=(PROPAGATOR,),
+        tags=_size_tags(n, norm1, {"unitary": unitary, **tags}),
+        generator=generator,
+    )

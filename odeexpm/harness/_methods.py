@@ -1,12 +1,17 @@
 """The methods under test, as a registry of named recipes.
 
-A `Method` builds, for a quantity (`"expm"`, `"vjp"`, `"jvp"`) and a tolerance, a function
+A `Method` builds, for a quantity and a setting (a tolerance, or a number of segments for
+fixed-step methods), a function returning `(value, stats)`, `stats` an `odeexpm.Stats` or
+`None`. Its arguments depend on the kind of case (see `harness.arguments`): for
+`"expm"`, `"vjp"`, `"jvp"` it is
 
     fn(A, V) -> (value, stats)
 
 with `V` the direction (`None` for `"expm"`, the cotangent `W` for `"vjp"`, the tangent
-`E` for `"jvp"`) and `stats` an `odeexpm.Stats` or `None`; the runner jits it. Tolerances
-are static (the library chooses its solver from them), so each compiles separately.
+`E` for `"jvp"`); for `"action"` `fn(A, B, t)`, for `"propagator"`
+`fn(generator, t0, t1)`. The runner jits it (unless the method says how else it is
+called). Tolerances are static (the library chooses its solver from them), so each
+compiles separately.
 Derivatives are taken of the loss `Re sum(W * exp(A))`: `jax.grad` of it is
 `L_exp(A^T, W)` (see `Reference`).
 
@@ -43,6 +48,12 @@ class Method:
     - `uses_tolerance`: whether it runs once per requested `rtol` (the ODE methods).
     - `applies_to`: the case kinds it handles.
     - `max_n`, `limit_reason`: cases larger than this are recorded as skipped, with the reason.
+    - `call`: how the runner calls it: `"jit"` (under `jax.jit`, compiled once per shape),
+      `"eager"` (on JAX arrays as a user would outside `jax.jit`: for functions that
+      compile on their own and need concrete inputs, such as a sparse matrix's indices),
+      `"host"` (on NumPy/SciPy inputs: SciPy).
+    - `segments`: for fixed-step methods, the numbers of steps it runs at (each a
+      measurement; `build` receives the number as its setting).
     """
 
     name: str
@@ -53,6 +64,8 @@ class Method:
     applies_to: frozenset[str] = frozenset({"expm"})
     max_n: int | None = None
     limit_reason: str = ""
+    call: str = "jit"
+    segments: tuple[int, ...] = ()
 
     def quantities_for(self, case: Case) -> tuple[str, ...]:
         """The quantities this method computes for `case` (empty if it does not apply)."""
@@ -298,8 +311,9 @@ for _method in [
 ]:
     register_method(_method)
 
-# What `run` and `odeexpm compare` use when no methods are named.
-DEFAULT_METHODS = (
+# The constant-generator methods `run` and `odeexpm compare` use when no methods are
+# named; the action and time-dependent modules add theirs (`harness.DEFAULT_METHODS`).
+CONSTANT_METHODS = (
     "pade",
     "taylor",
     "ode",
@@ -315,7 +329,7 @@ DEFAULT_METHODS = (
     "ode-direct",
     "ode-forward",
 )
-QUICK_METHODS = (
+QUICK_CONSTANT_METHODS = (
     "pade",
     "taylor",
     "ode",

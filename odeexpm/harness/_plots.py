@@ -16,7 +16,10 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from ._cases import KINDS  # noqa: E402
 from ._run import Record  # noqa: E402
+
+QUANTITY_TITLES = {"expm": "exp(A)", "action": "exp(tA) B", "propagator": "U(t1, t0)"}
 
 ERROR_FLOOR = 1e-17  # exact answers (error 0) are drawn here on log axes
 # Errors beyond this are meaningless answers; drawn hollow here so that they do not
@@ -102,18 +105,19 @@ def _unplotted_note(fig, records: Sequence[Record]) -> None:
 def plot_error_vs_time(records: Sequence[Record], suite: str, path: pathlib.Path) -> bool:
     """Work-precision: relative error against median run time, one marker per method."""
     rows = [
-        r for r in records if r.suite == suite and r.quantity == "expm" and r.status != "skipped"
+        r for r in records if r.suite == suite and r.quantity in KINDS and r.status != "skipped"
     ]
     if not rows:
         return False
-    styles = _styles([r.label for r in records if r.quantity == "expm"])
+    styles = _styles([r.label for r in records if r.quantity in KINDS])
     fig, ax = plt.subplots(figsize=(9.5, 5.5), layout="constrained")
     ok = [r for r in rows if r.ok]
     plotted = [_error_point(ax, r.time_s, r.error, styles[r.label], 36) for r in ok]
-    # A tolerance sweep (--rtol) joins the points of one method on one case into a curve.
+    # A tolerance sweep (--rtol), or a fixed-step method's segment counts, joins the
+    # points of one method on one case into a curve.
     sweeps = defaultdict(list)
     for r in ok:
-        if r.rtol is not None:
+        if r.rtol is not None or r.segments is not None:
             sweeps[(r.method, r.case, r.dtype)].append(r)
     for sweep in sweeps.values():
         if len(sweep) > 1:
@@ -135,7 +139,8 @@ def plot_error_vs_time(records: Sequence[Record], suite: str, path: pathlib.Path
         yscale="log",
         xlabel="median run time per call [s] (after compilation)",
         ylabel=f"relative error ||X - X_ref||_F / ||X_ref||_F\n{ERROR_AXIS_NOTE}",
-        title=f"Work-precision, suite '{suite}': exp(A), one point per case",
+        title=f"Work-precision, suite '{suite}': {QUANTITY_TITLES[rows[0].quantity]}, "
+        "one point per case",
     )
     ax.grid(True, which="major", alpha=0.3)
     _legend(fig, styles, [r.label for r in rows], "method", bool(failed))
@@ -179,7 +184,7 @@ def plot_time_vs_n(records: Sequence[Record], path: pathlib.Path, suite: str = "
     ]
     if len({r.n for r in rows}) < 2:
         return False
-    styles = _styles([r.label for r in records if r.quantity == "expm"])
+    styles = _styles([r.label for r in records if r.quantity in KINDS])
     fig, ax = plt.subplots(figsize=(9.5, 5.5), layout="constrained")
     failed = _cost_panel(ax, rows, styles, lambda r: r.n, lambda r: r.time_s, connect=True)
     ax.set(
@@ -204,7 +209,7 @@ def plot_cost_vs_norm(records: Sequence[Record], path: pathlib.Path) -> bool:
     rows = [r for r in records if r.quantity == "expm" and r.time_s is not None]
     if not rows:
         return False
-    styles = _styles([r.label for r in records if r.quantity == "expm"])
+    styles = _styles([r.label for r in records if r.quantity in KINDS])
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
     failed = _cost_panel(left, rows, styles, lambda r: r.norm1, lambda r: r.time_s, connect=False)
     stepped = [r for r in rows if r.steps is not None]
@@ -295,6 +300,36 @@ def plot_gradients(records: Sequence[Record], path: pathlib.Path) -> bool:
     return True
 
 
+def plot_unitarity(records: Sequence[Record], path: pathlib.Path) -> bool:
+    """Unitarity drift `||U^H U - I||_F` against the error, for skew-Hermitian propagators:
+    structure-preserving methods sit at rounding whatever their error; others drift with it."""
+    rows = [r for r in records if r.unitarity is not None and r.ok]
+    if not rows:
+        return False
+    styles = _styles([r.label for r in records if r.quantity in KINDS])
+    fig, ax = plt.subplots(figsize=(9.5, 5.5), layout="constrained")
+    for r in rows:
+        ax.scatter(
+            min(max(r.error, ERROR_FLOOR), ERROR_CEILING),
+            max(r.unitarity, ERROR_FLOOR),
+            s=36,
+            alpha=0.85,
+            **styles[r.label],
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=f"relative error of U\n{ERROR_AXIS_NOTE}",
+        ylabel="unitarity drift ||U^H U - I||_F",
+        title="Unitarity against accuracy: skew-Hermitian generators, one point per case",
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(fig, styles, [r.label for r in rows], "method", False)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
 def write_plots(records: Sequence[Record], out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Writes every plot the records support; returns `{name: path}` of those written."""
     out_dir = pathlib.Path(out_dir)
@@ -307,6 +342,7 @@ def write_plots(records: Sequence[Record], out_dir: pathlib.Path) -> dict[str, p
         ("time_vs_n", plot_time_vs_n),
         ("cost_vs_norm", plot_cost_vs_norm),
         ("gradients", plot_gradients),
+        ("unitarity", plot_unitarity),
     ]:
         path = out_dir / f"{name}.png"
         if plot(records, path):

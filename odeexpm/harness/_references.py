@@ -23,6 +23,7 @@ import os
 import pathlib
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -281,3 +282,160 @@ class Reference:
             return self.label
         route = high_precision_method(n)
         return f"mpmath-{MPMATH_DPS}" if route == "mpmath" else "longdouble"
+
+
+def longdouble_action(
+    values: np.ndarray, indices: np.ndarray, B: np.ndarray, t: float
+) -> np.ndarray:
+    """`exp(tA) B` for a sparse `A` in COO form (`indices`: rows, columns), in NumPy's
+    extended precision, rounded to float64 or complex128.
+
+    Substeps `exp(tA/s)` with `||tA/s||_1 <= 4`, each a Taylor series summed until its
+    terms fall below extended-precision eps (at most a factor ~e^4/... of cancellation:
+    about 2 of the ~19 digits). Products go through `np.add.reduceat` on row-sorted
+    entries: no float64 sparse kernel is involved.
+
+    Example:
+        >>> import numpy as np
+        >>> from odeexpm.harness import longdouble_action
+        >>> values, indices = np.array([-1.0, 1.0]), np.array([[0, 0], [1, 0]])
+        >>> [round(float(x), 12) for x in longdouble_action(values, indices, np.array([1.0, 0.0]), 1.0)]
+        [0.367879441171, 0.632120558829]
+    """
+    is_complex = np.iscomplexobj(values) or np.iscomplexobj(B)
+    wide = np.clongdouble if is_complex else np.longdouble
+    order = np.lexsort((indices[:, 1], indices[:, 0]))
+    rows, columns = indices[order, 0], indices[order, 1]
+    scaled = values[order].astype(wide) * wide(t)
+    n = B.shape[0]
+    norm1 = float(np.max(np.bincount(columns, np.abs(scaled.astype(np.complex128)), minlength=n)))
+    substeps = max(1, int(np.ceil(norm1 / 4.0)))
+    scaled = scaled / wide(substeps)
+    occupied, starts = np.unique(rows, return_index=True)
+
+    def product(y):
+        terms = scaled.reshape((-1,) + (1,) * (y.ndim - 1)) * y[columns]
+        out = np.zeros_like(y)
+        out[occupied] = np.add.reduceat(terms, starts, axis=0)
+        return out
+
+    def magnitude(y) -> float:
+        return float(np.max(np.abs(y))) if y.size else 0.0
+
+    y = np.asarray(B).astype(wide)
+    for _ in range(substeps):
+        term, total = y, y.copy()
+        for k in range(1, 200):
+            term = product(term) / wide(k)
+            total = total + term
+            if magnitude(term) <= 0.1 * LONGDOUBLE_EPS * magnitude(total):
+                break
+        y = total
+    return y.astype(np.complex128 if is_complex else np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionReference:
+    """`exp(tA) B` at high precision, cached: `precise_expm(tA) @ B` for a dense `A`
+    (mpmath or extended precision), `longdouble_action` for a sparse one.
+
+    Example:
+        >>> import numpy as np
+        >>> from odeexpm.harness import ActionReference
+        >>> data = {"A": np.zeros((2, 2)), "B": np.ones(2), "t": np.asarray(1.0)}
+        >>> ActionReference()(data, "action").tolist()
+        [1.0, 1.0]
+    """
+
+    def __call__(self, data: Mapping[str, np.ndarray], quantity: str) -> np.ndarray:
+        if quantity != "action":
+            raise ValueError(f"ActionReference: unknown quantity {quantity!r}.")
+        B, t = np.asarray(data["B"]), float(data["t"])
+        if "A" in data:
+            # The product of the exact exponential with B is computed in the reference's
+            # own precision before rounding: a float64 product adds only eps * ||exp|| ||B||.
+            return precise_expm(t * np.asarray(data["A"])) @ B
+        values, indices = np.asarray(data["values"]), np.asarray(data["indices"])
+        precision = f"eps={LONGDOUBLE_EPS:.3e}"
+        return cached(
+            "action-longdouble",
+            precision,
+            [values, indices, B, np.asarray(t)],
+            lambda: longdouble_action(values, indices, B, t),
+        )
+
+    def describe(self, quantity: str, n: int) -> str:
+        return "longdouble" if n > MPMATH_MAX_N or not LONGDOUBLE_IS_EXTENDED else f"mpmath-{MPMATH_DPS}"
+
+
+# The propagator reference: diffrax's Dopri8 on a plain ODETerm, far tighter than any
+# method under test is asked for.
+PROPAGATOR_RTOL = 1e-14
+PROPAGATOR_MAX_STEPS = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PropagatorReference:
+    """`U(t1, t0)` of `dU/dt = A(t) U` for `A = generator(data)`, by diffrax's `Dopri8`
+    at `rtol = atol = 1e-14` in double precision (64-bit mode switched on for the
+    computation only), on a plain `diffrax.ODETerm` with the complex state as a real
+    pair: none of odeexpm's solvers, terms or defaults is involved. Cached by the
+    case's arrays and `key` (name the generator's structure: its coefficient functions
+    are code, not data).
+
+    Pass `exact(data) -> U` for cases with a closed form; it is used instead.
+    """
+
+    generator: Callable[[Mapping[str, Any]], Any]
+    key: str = ""
+    exact: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None
+
+    def __call__(self, data: Mapping[str, np.ndarray], quantity: str) -> np.ndarray:
+        if quantity != "propagator":
+            raise ValueError(f"PropagatorReference: unknown quantity {quantity!r}.")
+        if self.exact is not None:
+            return np.asarray(self.exact(data))
+        arrays = [np.asarray(data[key]) for key in sorted(data)]
+        return cached(
+            f"propagator-dopri8-{self.key}",
+            f"rtol={PROPAGATOR_RTOL:g}",
+            arrays,
+            lambda: self._solve(data),
+        )
+
+    def _solve(self, data: Mapping[str, np.ndarray]) -> np.ndarray:
+        import diffrax
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            arrays = {key: jnp.asarray(value) for key, value in data.items()}
+            A = self.generator(arrays)
+            t0, t1 = arrays["t0"], arrays["t1"]
+            n = A(t0, None).shape[-1]
+
+            def field(t, U, args):
+                re, im = U
+                M = A(t, None)
+                Mr, Mi = jnp.real(M), jnp.imag(M)
+                return (Mr @ re - Mi @ im, Mr @ im + Mi @ re)
+
+            eye = jnp.eye(n, dtype=jnp.float64)
+            solution = diffrax.diffeqsolve(
+                diffrax.ODETerm(field),
+                diffrax.Dopri8(),
+                t0,
+                t1,
+                None,
+                (eye, jnp.zeros_like(eye)),
+                stepsize_controller=diffrax.PIDController(
+                    rtol=PROPAGATOR_RTOL, atol=PROPAGATOR_RTOL
+                ),
+                max_steps=PROPAGATOR_MAX_STEPS,
+            )
+            re, im = (np.asarray(x[-1]) for x in solution.ys)
+        complex_case = any(np.iscomplexobj(value) for value in data.values())
+        return re + 1j * im if complex_case else re
+
+    def describe(self, quantity: str, n: int) -> str:
+        return "closed form" if self.exact is not None else "Dopri8 1e-14"

@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import sparse as jsparse
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,8 +30,15 @@ from rich.progress import (
 )
 
 from .. import RESULTS
-from ._cases import Case, get_suite, list_suites
-from ._methods import DEFAULT_METHODS, QUICK_METHODS, Method, get_method
+from ._cases import ACTION, PROPAGATOR, Case, get_suite, list_suites
+from ._action import ACTION_METHODS, QUICK_ACTION_METHODS
+from ._methods import CONSTANT_METHODS, QUICK_CONSTANT_METHODS, Method, get_method
+from ._time_dependent import QUICK_TIME_DEPENDENT_METHODS, TIME_DEPENDENT_METHODS
+
+# What `run` and `odeexpm compare` use when no methods are named. A method runs only on
+# the kinds of case it applies to.
+DEFAULT_METHODS = CONSTANT_METHODS + ACTION_METHODS + TIME_DEPENDENT_METHODS
+QUICK_METHODS = QUICK_CONSTANT_METHODS + QUICK_ACTION_METHODS + QUICK_TIME_DEPENDENT_METHODS
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 # Each tolerance costs every ODE method one more compilation per shape and dtype; a
@@ -71,6 +80,8 @@ class Record:
       `compile_cache_hit`: whether JAX's persistent compilation cache supplied it.
     - `steps`, `rejected_steps`, `squarings`: from `odeexpm.Stats` (ODE methods).
     - `memory_bytes`: XLA's estimate of temporaries + outputs of the compiled function.
+    - `segments`: the number of fixed steps, for fixed-step methods (`pwc-pade`).
+    - `unitarity`: `||U^H U - I||_F` of a propagator whose generator is skew-Hermitian.
     """
 
     suite: str
@@ -94,6 +105,8 @@ class Record:
     rejected_steps: int | None = None
     squarings: int | None = None
     memory_bytes: int | None = None
+    segments: int | None = None
+    unitarity: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,7 +119,10 @@ class Record:
 
     @property
     def label(self) -> str:
-        """The method, with its tolerance when not the default: `"ode (rtol=1e-08)"`."""
+        """The method, with its tolerance when not the default, `"ode (rtol=1e-08)"`, or
+        its number of segments, `"pwc-pade (N=256)"`."""
+        if self.segments is not None:
+            return f"{self.method} (N={self.segments})"
         return (
             self.method if self.rtol in (None, "default") else f"{self.method} (rtol={self.rtol})"
         )
@@ -142,6 +158,7 @@ class Task:
     quantity: str
     dtype: str
     rtol: str | None
+    segments: int | None = None
 
 
 def plan(
@@ -156,9 +173,10 @@ def plan(
         for dtype in dtypes_for(case, dtypes):
             for method in methods:
                 for quantity in method.quantities_for(case):
-                    tolerances = [rtol_label(r) for r in rtols] if method.uses_tolerance else [None]
-                    for rtol in dict.fromkeys(tolerances):
-                        tasks.append(Task(case, method, quantity, dtype, rtol))
+                    for segments in method.segments or (None,):
+                        tolerances = [rtol_label(r) for r in rtols] if method.uses_tolerance else [None]
+                        for rtol in dict.fromkeys(tolerances):
+                            tasks.append(Task(case, method, quantity, dtype, rtol, segments))
     return tasks
 
 
@@ -182,9 +200,10 @@ def _listen_for_cache_hits() -> None:
 
 @dataclasses.dataclass
 class _Compiled:
-    executable: Any
+    # `call(dynamic)`: the arrays of the arguments (`eqx.partition`'s first half).
+    call: Any
     compile_s: float
-    cache_hit: bool
+    cache_hit: bool | None
     memory_bytes: int | None
 
 
@@ -215,15 +234,52 @@ def relative_error(value, expected) -> float:
     return float(np.linalg.norm(value - expected) / np.linalg.norm(expected))
 
 
+def unitarity_drift(U) -> float:
+    """`||U^H U - I||_F`, in double precision."""
+    U = np.asarray(U).astype(np.complex128)
+    return float(np.linalg.norm(U.conj().T @ U - np.eye(U.shape[-1])))
+
+
 def _short(exception: BaseException) -> str:
     text = f"{type(exception).__name__}: {exception}".strip()
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
+def arguments(case: Case, quantity: str, dtype: str, host: bool = False) -> tuple:
+    """What a method's function is called with, from the case's arrays in `dtype`:
+
+    - `"expm"`, `"vjp"`, `"jvp"`: `(A, V)`, `V` the direction (`None` for `"expm"`);
+    - `"action"`: `(A, B, t)`, `A` a dense array or a `jax.experimental.sparse.BCOO`
+      (with `host=True`: NumPy arrays, and a `scipy.sparse.csr_array` for sparse `A`);
+    - `"propagator"`: `(generator, t0, t1)`.
+    """
+    data = case.inputs(dtype)
+    if case.kind == PROPAGATOR:
+        arrays = {key: jnp.asarray(value) for key, value in data.items()}
+        return case.generator(arrays), arrays["t0"], arrays["t1"]
+    if case.kind == ACTION:
+        if case.is_sparse:
+            values, indices, n = data["values"], data["indices"], case.n
+            if host:
+                import scipy.sparse
+
+                A = scipy.sparse.csr_array((values, (indices[:, 0], indices[:, 1])), (n, n))
+            else:
+                A = jsparse.BCOO((jnp.asarray(values), jnp.asarray(indices)), shape=(n, n))
+        else:
+            A = data["A"] if host else jnp.asarray(data["A"])
+        if host:
+            return A, data["B"], float(data["t"])
+        return A, jnp.asarray(data["B"]), jnp.asarray(data["t"])
+    direction = {"expm": None, "vjp": "W", "jvp": "E"}[quantity]
+    V = None if direction is None else jnp.asarray(data[direction])
+    return jnp.asarray(data["A"]), V
+
+
 class _Session:
     """One run: owns the compiled executables it creates, so that each (method, quantity,
-    tolerance, shape, dtype) compiles once per run and compile times are measured, not
+    setting, shape, dtype) compiles once per run and compile times are measured, not
     inherited."""
 
     def __init__(self, repeats: int):
@@ -231,21 +287,46 @@ class _Session:
         self.compiled: dict[tuple, _Compiled] = {}
 
     def _compile(self, task: Task, args) -> _Compiled:
-        rtol = None if task.rtol in (None, "default") else float(task.rtol)
-        shapes = jax.tree.map(lambda x: (x.shape, x.dtype), args)
-        key = (task.method.name, task.quantity, rtol, shapes)
-        if key not in self.compiled:
-            function = jax.jit(task.method.build(task.quantity, rtol))
+        setting = task.segments if task.segments is not None else _rtol_value(task.rtol)
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        dynamic_leaves, dynamic_structure = jax.tree.flatten(dynamic)
+        static_leaves, static_structure = jax.tree.flatten(static)
+        key = (
+            task.method.name,
+            task.quantity,
+            setting,
+            dynamic_structure,
+            tuple((x.shape, x.dtype) for x in dynamic_leaves),
+            static_structure,
+            tuple(map(id, static_leaves)),  # e.g. a generator's coefficient functions
+        )
+        if key in self.compiled:
+            return self.compiled[key]
+        fn = task.method.build(task.quantity, setting)
+        if task.method.call == "jit":
+            function = jax.jit(lambda dynamic: fn(*eqx.combine(dynamic, static)))
             hits = _persistent_cache_hits
             start = time.perf_counter()
-            executable = function.lower(*args).compile()
-            self.compiled[key] = _Compiled(
+            executable = function.lower(dynamic).compile()
+            compiled = _Compiled(
                 executable,
                 compile_s=time.perf_counter() - start,
                 cache_hit=_persistent_cache_hits > hits,
                 memory_bytes=_memory_bytes(executable),
             )
-        return self.compiled[key]
+        else:
+            # Called as a user would outside jax.jit (the library compiles on first use):
+            # the first call's time stands for the compile time.
+            def call(dynamic):
+                return fn(*eqx.combine(dynamic, static))
+
+            start = time.perf_counter()
+            jax.block_until_ready(call(dynamic))
+            # Not kept: a sparse matrix's index pattern, which shapes the library's own
+            # compilation, is data here, so every case pays (and reports) its first call.
+            return _Compiled(call, time.perf_counter() - start, None, None)
+        self.compiled[key] = compiled
+        return compiled
 
     def measure(self, task: Task) -> Record:
         case = task.case
@@ -256,6 +337,7 @@ class _Session:
             quantity=task.quantity,
             dtype=task.dtype,
             rtol=task.rtol,
+            segments=task.segments,
             n=case.n,
             norm1=float(case.tags.get("norm1", math.nan)),
             reference=case.describe_reference(task.quantity),
@@ -265,15 +347,16 @@ class _Session:
             return Record(**common, status=SKIPPED, message=reason)
         measured: dict[str, Any] = {}
         try:
-            args = self._arguments(task)
+            args = arguments(case, task.quantity, task.dtype, host=task.method.call == "host")
             compiled = self._compile(task, args)
             measured.update(
                 compile_s=compiled.compile_s,
                 compile_cache_hit=compiled.cache_hit,
                 memory_bytes=compiled.memory_bytes,
             )
-            value, stats = jax.block_until_ready(compiled.executable(*args))
-            measured.update(self._time(compiled.executable, args))
+            dynamic = eqx.partition(args, eqx.is_array)[0]
+            value, stats = jax.block_until_ready(compiled.call(dynamic))
+            measured.update(self._time(compiled.call, dynamic))
             if stats is not None:
                 measured.update(
                     steps=int(stats.num_steps),
@@ -283,26 +366,24 @@ class _Session:
             status, message = _status_of(value, stats)
         except Exception as exception:
             return Record(**common, status=ERROR, message=_short(exception), **measured)
-        error = None
         # Outside the `try`: a reference that fails is a bug of the harness, not a result.
         if status == OK:
-            error = relative_error(value, case.expected(task.quantity, task.dtype))
-        return Record(**common, status=status, message=message, error=error, **measured)
+            measured["error"] = relative_error(value, case.expected(task.quantity, task.dtype))
+            if case.tags.get("unitary"):
+                measured["unitarity"] = unitarity_drift(value)
+        return Record(**common, status=status, message=message, **measured)
 
-    def _arguments(self, task: Task) -> tuple:
-        data = task.case.data
-        A = jnp.asarray(data["A"], task.dtype)
-        direction = {"expm": None, "vjp": "W", "jvp": "E"}[task.quantity]
-        V = None if direction is None else jnp.asarray(data[direction], task.dtype)
-        return A, V
-
-    def _time(self, executable, args) -> dict[str, Any]:
+    def _time(self, call, dynamic) -> dict[str, Any]:
         times: list[float] = []
         while len(times) < self.repeats and sum(times) < TIMING_BUDGET_S:
             start = time.perf_counter()
-            jax.block_until_ready(executable(*args))
+            jax.block_until_ready(call(dynamic))
             times.append(time.perf_counter() - start)
         return dict(time_s=statistics.median(times), time_min_s=min(times), repeats=len(times))
+
+
+def _rtol_value(rtol: str | None) -> float | None:
+    return None if rtol in (None, "default") else float(rtol)
 
 
 def _check_dtypes(dtypes: Sequence[str]) -> list[str]:
