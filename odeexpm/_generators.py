@@ -2,6 +2,7 @@
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -190,6 +191,12 @@ class Modulated(AbstractGenerator):
 
     - `drift`: `A0`, shape `(n, n)`.
     - `operators`: the `A_k`, shape `(K, n, n)` (or a sequence of `K` matrices).
+      For large sparse or matrix-free problems, `drift` and the `A_k` may be
+      `jax.experimental.sparse.BCOO`/`BCSR` matrices or `lineax` operators (the kinds
+      `odeexpm.expm_multiply` takes; then pass `operators` as a sequence): `A(t)` is then
+      applied term by term, `A0 y + sum_k f_k(t) (A_k y)`, and no dense `n x n` array is
+      formed. `odeexpm.evolve` solves such generators with a Runge-Kutta solver (Magnus
+      steps need dense matrices).
     - `coefficients`: a sequence of `K` callables `f_k(t, args) -> scalar`, or one
       callable `f(t, args) -> (K,)`.
 
@@ -212,45 +219,76 @@ class Modulated(AbstractGenerator):
         ```
     """
 
-    drift: Inexact[Array, "n n"]
-    operators: Inexact[Array, "K n n"]
+    drift: Inexact[Array, "n n"] | Any  # or an odeexpm operator (sparse, matrix-free)
+    operators: Inexact[Array, "K n n"] | tuple
     coefficients: tuple | Callable
 
-    def __init__(self, drift: ArrayLike, operators, coefficients):
+    def __init__(self, drift, operators, coefficients):
+        from ._operators import as_operator, is_operator  # (operators build on generators)
+
+        parts = list(operators) if isinstance(operators, (list, tuple)) else None
+        if is_operator(drift) or any(is_operator(op) for op in parts or ()):
+            # Sparse or matrix-free parts: kept as operators, applied term by term.
+            caller = "odeexpm.Modulated"
+            self.drift = as_operator(drift, caller)
+            self.operators = tuple(as_operator(op, caller) for op in parts)
+            if any(op.shape != self.drift.shape for op in self.operators):
+                raise ValueError(
+                    f"{caller}: every operator must have the drift's shape "
+                    f"{self.drift.shape}; got {[op.shape for op in self.operators]}."
+                )
+            self.coefficients = self._checked(coefficients, len(self.operators))
+            return
         self.drift = jnp.asarray(drift)
-        self.operators = jnp.asarray(
-            jnp.stack(operators) if isinstance(operators, (list, tuple)) else operators
-        )
+        self.operators = jnp.asarray(jnp.stack(parts) if parts is not None else operators)
         n = self.drift.shape[-1]
         if self.drift.shape != (n, n) or self.operators.ndim != 3 or self.operators.shape[1:] != (n, n):
             raise ValueError(
                 "odeexpm.Modulated: `drift` must have shape (n, n) and `operators` "
                 f"(K, n, n); got {tuple(self.drift.shape)} and {tuple(self.operators.shape)}."
             )
+        self.coefficients = self._checked(coefficients, self.operators.shape[0])
+
+    @staticmethod
+    def _checked(coefficients, count: int):
         if isinstance(coefficients, (list, tuple)):
-            if len(coefficients) != self.operators.shape[0]:
+            if len(coefficients) != count:
                 raise ValueError(
-                    f"odeexpm.Modulated: {len(coefficients)} coefficients for "
-                    f"{self.operators.shape[0]} operators."
+                    f"odeexpm.Modulated: {len(coefficients)} coefficients for {count} operators."
                 )
-            coefficients = tuple(coefficients)
-        elif not callable(coefficients):
+            return tuple(coefficients)
+        if not callable(coefficients):
             raise TypeError("odeexpm.Modulated: `coefficients` must be callables.")
-        self.coefficients = coefficients
+        return coefficients
+
+    @property
+    def is_operator(self) -> bool:
+        """Whether the parts are sparse or matrix-free operators (`A(t)` is then an
+        operator, applied term by term, never a dense matrix)."""
+        return isinstance(self.operators, tuple)
 
     def controls(self, t, args=None) -> Inexact[Array, " K"]:
         """The coefficients `f_k(t, args)` stacked, shape `(K,)`, in the precision of the
         matrices (not that of `t`)."""
+        count = len(self.operators) if self.is_operator else self.operators.shape[0]
         if isinstance(self.coefficients, tuple):
             controls = jnp.stack([jnp.asarray(f(t, args)).reshape(()) for f in self.coefficients])
         else:
-            controls = jnp.asarray(self.coefficients(t, args)).reshape(self.operators.shape[:1])
-        real = jnp.finfo(jnp.result_type(self.drift, self.operators)).dtype
+            controls = jnp.asarray(self.coefficients(t, args)).reshape((count,))
+        if self.is_operator:
+            matrix_dtype = jnp.result_type(self.drift.dtype, *(op.dtype for op in self.operators))
+        else:
+            matrix_dtype = jnp.result_type(self.drift, self.operators)
+        real = jnp.finfo(matrix_dtype).dtype
         if jnp.iscomplexobj(controls):
             return controls.astype(jnp.result_type(real, jnp.complex64))
         return controls.astype(real)
 
     def __call__(self, t, args=None):
+        if self.is_operator:
+            from ._operators import ModulatedOperator
+
+            return ModulatedOperator(self.drift, self.operators, self.controls(t, args))
         return self.drift + jnp.tensordot(self.controls(t, args), self.operators, axes=1)
 
     @property

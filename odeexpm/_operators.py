@@ -370,6 +370,56 @@ class LineaxOperator(AbstractOperator):
         return center.astype(self.dtype), radius
 
 
+class ModulatedOperator(AbstractOperator):
+    """`A0 + sum_k c_k A_k` for operators `A_k` and scalars `c_k`, applied term by term
+    (what an operator-valued `odeexpm.Modulated` returns at a time `t`)."""
+
+    drift: AbstractOperator
+    operators: tuple[AbstractOperator, ...]
+    controls: Inexact[Array, " K"]
+
+    @property
+    def shape(self):
+        return self.drift.shape
+
+    @property
+    def dtype(self):
+        return jnp.result_type(
+            self.drift.dtype, self.controls.dtype, *(op.dtype for op in self.operators)
+        )
+
+    def mv(self, y):
+        out = self.drift.mv(y)
+        for control, operator in zip(self.controls, self.operators):
+            out = out + control * operator.mv(y)
+        return out
+
+    def disk(self):
+        # Every A_k's disk, scaled and shifted: a disk holding the sum's spectrum (a bound
+        # when every part is an explicit matrix and the A_k commute; an estimate otherwise).
+        center, radius = self.drift.disk()
+        for control, operator in zip(self.controls, self.operators):
+            c, r = operator.disk()
+            center, radius = center + control * c, radius + jnp.abs(control) * r
+        return center, radius
+
+
+def apply(A, y):
+    """`A @ y` for whatever a generator returns: an array, a `BCOO`/`BCSR` matrix, an
+    `AbstractOperator` or a `lineax.AbstractLinearOperator` (on vectors; a block `y` is
+    applied column by column)."""
+    if isinstance(A, AbstractOperator):
+        return A.mv(y)
+    if isinstance(A, lx.AbstractLinearOperator):
+        return LineaxOperator(A).mv(y)
+    return A @ y
+
+
+def is_operator(A) -> bool:
+    """Whether `A` is something other than a dense array (products only)."""
+    return isinstance(A, (AbstractOperator, lx.AbstractLinearOperator, jsparse.JAXSparse))
+
+
 class OperatorGenerator(AbstractGenerator):
     """The constant generator `A(t) = operator` of `dy/ds = A y`, for an
     `AbstractOperator` (no dense matrix is formed). Calling it returns the operator,

@@ -8,11 +8,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import lineax as lx
 from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
 
 from ._checks import SUPPORTED_DTYPES, as_real_scalar
 from ._generators import AbstractGenerator, FromFunction
-from ._magnus import AbstractMagnus, Magnus6
+from ._magnus import AbstractMagnus, default_solver
+from ._operators import LineaxOperator, is_operator
 from ._solve import Stats, outcome, raise_if_failed, solve_linear
 
 def propagator(
@@ -45,14 +47,17 @@ def propagator(
     - `args`: passed to `A(t, args)`; its arrays are differentiable.
     - `ts`: optional increasing times in `[t0, t1]` (or `[t1, t0]`): then `U(ts[i], t0)`
       is returned, stacked on a leading axis. The solver steps exactly to each of them.
-    - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus6()` (unitary steps
-      for skew-Hermitian `A`); with `adjoint=diffrax.BacksolveAdjoint()` the default is
+    - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus8()` for a
+      `Modulated` generator whose commutators it can use cheaply (one control and
+      `n >= 12`, two and `n >= 98`, three and `n >= 482`), `odeexpm.Magnus6()` otherwise
+      (both with unitary steps for skew-Hermitian `A`); with `adjoint=diffrax.BacksolveAdjoint()` the default is
       `diffrax.Dopri8()` (`Tsit5` in single precision), since backsolving needs a
       solver for general vector fields.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
-      for the Magnus solvers: `rtol = atol = 1e-9` for `Magnus6` (relative errors about
-      1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8` for `Magnus2`, in double
-      precision; `1e-5` (`Magnus6`, `Magnus2`) or `1e-6` in single precision. Other
+      for the Magnus solvers: `rtol = atol = 3e-10` for `Magnus8` and `1e-9` for
+      `Magnus6` (relative errors about 1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8`
+      for `Magnus2`, in double precision; `1e-5` (`Magnus8`, `Magnus6`, `Magnus2`) or
+      `1e-6` in single precision. Other
       solvers use `odeexpm.expm`'s defaults. Jump times of the generator (`A.jump_ts`) and `ts` are added to
       any adaptive controller (`diffrax.ClipStepSizeController`).
     - `dt0`: the initial step; required with `diffrax.ConstantStepSize()` (which never
@@ -99,10 +104,10 @@ def propagator(
     """
     caller = "odeexpm.propagator"
     generator = _as_generator(A, caller)
-    n, dtype = _signature(generator, t0, args, caller)
+    n, dtype, operator = _signature(generator, t0, args, caller)
     y0 = jnp.eye(n, dtype=dtype)
     options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps, operator=operator)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -146,7 +151,7 @@ def evolve(
     """
     caller = "odeexpm.evolve"
     generator = _as_generator(A, caller)
-    n, dtype = _signature(generator, t0, args, caller)
+    n, dtype, operator = _signature(generator, t0, args, caller)
     if not hasattr(y0, "dtype"):
         y0 = jnp.asarray(y0)
     if y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
@@ -156,7 +161,7 @@ def evolve(
         )
     y0 = jnp.asarray(y0, _state_dtype(jnp.result_type(dtype, y0.dtype), "y0", caller))
     options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps, operator=operator)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -186,17 +191,20 @@ def _state_dtype(dtype, name: str, caller: str):
     return dtype
 
 
-def _signature(generator, t0, args, caller: str) -> tuple[int, jnp.dtype]:
-    """`(n, dtype)` of `generator(t0, args)`, found by tracing it (no computation)."""
+def _signature(generator, t0, args, caller: str) -> tuple[int, jnp.dtype, bool]:
+    """`(n, dtype, is_operator)` of `generator(t0, args)`, found by tracing it (no
+    computation); `is_operator`: a sparse or matrix-free `A(t)` rather than an array."""
     t = jnp.asarray(t0)  # a Python float stays weakly typed: A's own precision decides
     out = eqx.filter_eval_shape(lambda g, t, a: g(t, a), generator, t, args)
+    if isinstance(out, lx.AbstractLinearOperator):
+        out = LineaxOperator(out)
     shape = getattr(out, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(
             f"{caller}: the generator must return a square (n, n) array; A(t0, args) "
             f"returned {'shape ' + str(tuple(shape)) if shape is not None else type(out).__name__}."
         )
-    return shape[0], _state_dtype(out.dtype, "A(t, args)", caller)
+    return shape[0], _state_dtype(out.dtype, "A(t, args)", caller), is_operator(out)
 
 
 def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
@@ -214,16 +222,26 @@ def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
             )
         ts = ts.astype(time_dtype)
     y, stats = _solve(
-        generator, y0, t0, t1, ts, args, throw=throw, solve_options=_defaults(y0.dtype, **options)
+        generator, y0, t0, t1, ts, args, throw=throw,
+        solve_options=_defaults(generator, y0.dtype, **options),
     )
     return (y, stats) if return_stats else y
 
 
-def _defaults(dtype, *, solver, stepsize_controller, dt0, rtol, atol, adjoint, max_steps) -> dict:
+def _defaults(
+    generator, dtype, *, solver, stepsize_controller, dt0, rtol, atol, adjoint, max_steps, operator
+) -> dict:
     """The options of `solve_linear`, with the propagator's default solver filled in."""
     backsolve = isinstance(adjoint, diffrax.BacksolveAdjoint)
-    if solver is None and not backsolve:
-        solver = Magnus6()  # with BacksolveAdjoint, `solve_linear`'s Runge-Kutta default
+    if operator and isinstance(solver, AbstractMagnus):
+        raise ValueError(
+            "odeexpm: Magnus solvers exponentiate A(t) as a dense matrix; this generator "
+            "is a sparse or matrix-free operator. Use a Runge-Kutta solver (the default "
+            "for operators) or odeexpm.expm_multiply for a constant operator."
+        )
+    if solver is None and not backsolve and not operator:
+        # (operators and BacksolveAdjoint get `solve_linear`'s Runge-Kutta default)
+        solver = default_solver(generator)
     if backsolve and isinstance(solver, AbstractMagnus):
         raise ValueError(
             "odeexpm: diffrax.BacksolveAdjoint solves an augmented adjoint system with "

@@ -27,7 +27,9 @@ class LinearTerm(diffrax.AbstractTerm):
         return merge_complex(self.generator)(t, merge_complex(args))
 
     def vf(self, t, y, args):
-        return split_complex(self.matrix(t, args) @ merge_complex(y))
+        from ._operators import apply  # (operators are built on generators and terms)
+
+        return split_complex(apply(self.matrix(t, args), merge_complex(y)))
 
     def contr(self, t0, t1, **kwargs):
         return t1 - t0
