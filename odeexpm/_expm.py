@@ -55,8 +55,10 @@ def expm(
     - `t`: real scalar time; differentiable.
     - `squarings`: `None` (default) picks the number of squarings from `||t A||_1`;
       an `int` `k >= 0` forces exactly `k` (`0` is the plain ODE solve).
-    - `solver`: any `diffrax.AbstractSolver`. Default: `diffrax.Dopri8()` in double
-      precision, `diffrax.Tsit5()` in single precision.
+    - `solver`: any `diffrax.AbstractSolver`. Default: `odeexpm.Taylor`, a Taylor
+      polynomial step for constant generators (degree 16 at the double-precision
+      tolerance); with `adjoint=diffrax.BacksolveAdjoint()`, `diffrax.Dopri8()` in double
+      precision and `diffrax.Tsit5()` in single precision.
     - `stepsize_controller`: any diffrax step-size controller; or use the shortcut
       `rtol`/`atol` for a `diffrax.PIDController` (if only one is given the other takes
       the same value). Default tolerances: `1e-13` (double), `1e-6` (single).

@@ -110,9 +110,10 @@ def taylor_expm(A: Inexact[ArrayLike, "... n n"], terms: int = 60) -> Inexact[Ar
     """The naive series `sum_{k < terms} A^k / k!`, without scaling.
 
     Do not use it: for `[[-49, 24], [-64, 31]]` (eigenvalues -1 and -17) the terms grow
-    to about 1e6 before they decay to an answer of size 1, and their cancellation loses
-    about 1e6 * eps: half the digits in float64, all of them in float32 (Moler and
-    Van Loan, "Nineteen dubious ways"). It is here to demonstrate that failure.
+    to about 1e7 (the 17th) before they decay to an answer of size 2, and their
+    cancellation loses about 1e7 * eps: half the digits in float64, all of them in
+    float32 (Moler and Van Loan, "Nineteen dubious ways"). It is here to demonstrate
+    that failure.
 
     Example:
         >>> import jax.numpy as jnp

@@ -231,7 +231,16 @@ def relative_error(value, expected) -> float:
     """`||value - expected||_F / ||expected||_F`, in double precision."""
     value = np.asarray(value).astype(np.complex128 if np.iscomplexobj(value) else np.float64)
     expected = np.asarray(expected)
-    return float(np.linalg.norm(value - expected) / np.linalg.norm(expected))
+    error, size = _frobenius(value - expected), _frobenius(expected)
+    if size == 0:
+        return 0.0 if error == 0 else math.inf
+    return error / size
+
+
+def _frobenius(x: np.ndarray) -> float:
+    # Scaled before the norm squares the entries: an error of 1e200 is a number, not inf.
+    largest = float(np.max(np.abs(x), initial=0.0))
+    return largest * float(np.linalg.norm(x / largest)) if largest > 0 else 0.0
 
 
 def unitarity_drift(U) -> float:
