@@ -12,7 +12,8 @@ from ._generators import (
     Modulated,
     PiecewiseConstant,
 )
-from ._magnus import CFMagnus4, Magnus2, Magnus4, Magnus6, WithCommutators
+from ._layers import ExpmLinear
+from ._magnus import CFMagnus4, Magnus2, Magnus4, Magnus6, Magnus8, WithCommutators
 from ._propagator import evolve, propagator
 from ._solve import RESULTS, Stats
 from ._taylor import Taylor
@@ -22,6 +23,7 @@ __all__ = [
     "AbstractGenerator",
     "CFMagnus4",
     "Constant",
+    "ExpmLinear",
     "FrechetAdjoint",
     "FromFunction",
     "Interpolated",
@@ -29,6 +31,7 @@ __all__ = [
     "Magnus2",
     "Magnus4",
     "Magnus6",
+    "Magnus8",
     "Modulated",
     "PiecewiseConstant",
     "RESULTS",

@@ -10,7 +10,9 @@ import scipy.integrate
 import scipy.linalg
 
 import odeexpm
-from odeexpm._magnus import MAX_SQUARINGS, TAYLOR, Samples, expm_step, matmul
+from odeexpm._magnus import (
+    MAX_SQUARINGS, THETA, Commutators, Samples, _lie_basis, default_solver, expm_step, matmul,
+)
 from odeexpm._term import merge_complex, split_complex
 
 from helpers import rel_err
@@ -25,6 +27,10 @@ H1 = (_h + _h.conj().T) / 4
 def hermitian_driven(t, args):
     """`-i (H0 + sin(2t) H1)`: skew-Hermitian, non-commuting."""
     return -1j * (H0 + jnp.sin(2 * t) * H1)
+
+
+# The same generator as a `Modulated` one, which Magnus8 needs.
+MODULATED = odeexpm.Modulated(-1j * H0, -1j * H1[None], [lambda t, args: jnp.sin(2 * t)])
 
 
 def reference(t1, t0=0.0):
@@ -42,13 +48,15 @@ MAGNUS = {
     "Magnus4": odeexpm.Magnus4(),
     "CFMagnus4": odeexpm.CFMagnus4(),
     "Magnus6": odeexpm.Magnus6(),
+    "Magnus8": odeexpm.Magnus8(),
 }
 
 
 def fixed_steps(solver, t1, steps):
     # dt0 is traced: every step count and final time reuses one compilation per solver.
+    generator = MODULATED if isinstance(solver, odeexpm.Magnus8) else hermitian_driven
     return odeexpm.propagator(
-        hermitian_driven, 0.0, t1, solver=solver, stepsize_controller=diffrax.ConstantStepSize(),
+        generator, 0.0, t1, solver=solver, stepsize_controller=diffrax.ConstantStepSize(),
         dt0=jnp.asarray(t1 / steps), max_steps=4000,
     )
 
@@ -87,7 +95,10 @@ def test_runge_kutta_drifts_from_unitarity():
 
 
 def local_step(solver, t, h):
-    term = odeexpm.LinearTerm(odeexpm.FromFunction(hermitian_driven))
+    generator = odeexpm.FromFunction(hermitian_driven)
+    if isinstance(solver, odeexpm.Magnus8):
+        generator = solver.prepare(MODULATED)
+    term = odeexpm.LinearTerm(generator)
     y0 = jnp.eye(4, dtype=complex)
     y1, y_error, ok = solver._step(Samples(term, None), t, h, y0)
     assert bool(ok)
@@ -114,6 +125,52 @@ def test_magnus6_estimate_order():
     assert 20 < estimates[0] / estimates[1] < 45  # O(h^5): a factor 32
 
 
+def test_magnus8_error_estimate():
+    # The estimate (the h^7 terms of Omega) is O(h^7), as `error_order` tells the
+    # controller, and bounds the error of the propagated eighth-order step from above.
+    solver = MAGNUS["Magnus8"]
+    assert solver.error_order(None) == 7
+    estimates = []
+    for h in (0.4, 0.2):
+        y1, estimate = local_step(solver, 0.3, h)
+        assert 10 * np.linalg.norm(y1 - reference(0.3 + h, 0.3)) < estimate
+        estimates.append(estimate)
+    assert 90 < estimates[0] / estimates[1] < 180  # a factor 2^7 = 128
+
+
+def test_magnus8_needs_modulated():
+    with pytest.raises(TypeError, match="Modulated"):
+        odeexpm.propagator(hermitian_driven, 0.0, 1.0, solver=odeexpm.Magnus8())
+
+
+def test_default_solver():
+    # Magnus8 where its commutators pay (one control, n >= 12), Magnus6 otherwise.
+    big = odeexpm.Modulated(jnp.zeros((16, 16)), jnp.ones((1, 16, 16)), [jnp.sin])
+    assert isinstance(default_solver(big), odeexpm.Magnus8)
+    assert isinstance(default_solver(MODULATED), odeexpm.Magnus6)
+    assert isinstance(default_solver(odeexpm.FromFunction(hermitian_driven)), odeexpm.Magnus6)
+
+
+@pytest.mark.parametrize("m, d", [(2, 6), (3, 4)])
+def test_lie_basis(m, d):
+    # Every right-nested commutator r(u) of depth d is the stated combination of the
+    # basis ones, for any matrices; the basis has the dimension of the free Lie algebra.
+    rng = np.random.default_rng(d)
+    letters = rng.standard_normal((m, 5, 5))
+    words, relations = _lie_basis(m, d)
+    assert len(words) == {(2, 6): 9, (3, 4): 18}[m, d]
+
+    def nested(word):
+        out = letters[word[-1]]
+        for a in reversed(word[:-1]):
+            out = letters[a] @ out - out @ letters[a]
+        return out
+
+    basis = np.stack([nested(w) for w in words])
+    for u, row in zip(np.ndindex(*(m,) * d), relations):
+        assert np.allclose(nested(u), np.tensordot(row, basis, axes=1), atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128, jnp.float32, jnp.complex64])
 @pytest.mark.parametrize("norm", [1e-3, 0.2, 0.9, 7.5])
 def test_expm_step(dtype, norm):
@@ -134,7 +191,7 @@ def test_expm_step_is_unitary_and_refuses_large_norms():
     omega = 7.0 * omega / np.abs(omega).sum(axis=0).max()
     e, _ = expm_step(jnp.asarray(omega))
     assert np.linalg.norm(np.conj(e).T @ e - np.eye(8)) < 1e-14
-    theta = TAYLOR["double"][2]
+    theta = THETA["double"]
     _, ok = expm_step(jnp.asarray(1.01 * theta * 2**MAX_SQUARINGS * omega / 7.0))
     assert not bool(ok)
 
@@ -146,7 +203,7 @@ def test_large_norm_generator_takes_several_steps():
     U, stats = odeexpm.propagator(A, 0.0, 1.0, return_stats=True)
     exact = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
     assert rel_err(U, exact) < 1e-11
-    assert int(stats.num_accepted_steps) >= theta / (TAYLOR["double"][2] * 2**MAX_SQUARINGS)
+    assert int(stats.num_accepted_steps) >= theta / (THETA["double"] * 2**MAX_SQUARINGS)
 
 
 @pytest.mark.parametrize("n", [5, 40])
@@ -179,3 +236,31 @@ def test_needs_linear_term():
     term = diffrax.ODETerm(lambda t, y, args: -y)
     with pytest.raises(TypeError, match="LinearTerm"):
         diffrax.diffeqsolve(term, odeexpm.Magnus4(), 0.0, 1.0, 0.1, jnp.ones(2))
+
+
+def test_default_magnus8_accuracy():
+    # At its defaults on a 16x16 driven system (Magnus8, with precomputed commutators):
+    # relative error about 1e-10 and unitary to rounding.
+    rng = np.random.default_rng(7)
+    h0, h1 = (rng.standard_normal((16, 16)) + 1j * rng.standard_normal((16, 16)) for _ in range(2))
+    h0, h1 = (h0 + h0.conj().T) / 8, (h1 + h1.conj().T) / 8
+    A = odeexpm.Modulated(-1j * h0, -1j * h1[None], lambda t, a: a * jnp.cos(1.5 * t))
+    assert isinstance(default_solver(A), odeexpm.Magnus8)
+    U = odeexpm.propagator(A, 0.0, 6.0, args=0.8)
+
+    def f(t, u):
+        return (-1j * (h0 + 0.8 * np.cos(1.5 * t) * h1) @ u.reshape(16, 16)).ravel()
+
+    sol = scipy.integrate.solve_ivp(
+        f, (0.0, 6.0), np.eye(16, dtype=complex).ravel(), method="DOP853", rtol=1e-13, atol=1e-13
+    )
+    reference_U = sol.y[:, -1].reshape(16, 16)
+    assert rel_err(U, reference_U) < 1e-9
+    assert np.linalg.norm(np.conj(U).T @ U - np.eye(16)) < 1e-13
+    # In single precision: about 1e-5.
+    A32 = odeexpm.Modulated(
+        (-1j * h0).astype(np.complex64), (-1j * h1[None]).astype(np.complex64),
+        lambda t, a: a * jnp.cos(1.5 * t),
+    )
+    U32 = odeexpm.propagator(A32, 0.0, 6.0, args=np.float32(0.8))
+    assert U32.dtype == jnp.complex64 and rel_err(U32, reference_U) < 3e-5

@@ -14,7 +14,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array
 
-from .. import CFMagnus4, Magnus2, Magnus4, Magnus6, Modulated, propagator
+from .. import CFMagnus4, Magnus2, Magnus4, Magnus6, Magnus8, Modulated, propagator
 from ._cases import PROPAGATOR, Case, propagator_case, suite
 from ._methods import Method, register_method
 from ._references import PropagatorReference, precise_expm
@@ -148,13 +148,16 @@ def time_dependent(quick: bool) -> list[Case]:
 
 
 def propagator_with(solver):
+    """A method building `odeexpm.propagator` with `solver` (a class; `None`: the
+    library's default choice)."""
+
     def build(quantity: str, rtol: float | None):
         def fn(generator, t0, t1):
             return propagator(
                 generator,
                 t0,
                 t1,
-                solver=solver(),
+                solver=None if solver is None else solver(),
                 rtol=rtol,
                 max_steps=100_000,
                 throw=False,
@@ -195,8 +198,12 @@ def _propagator_method(name: str, description: str, solver) -> Method:
 
 for _method in [
     _propagator_method(
-        "magnus6", "odeexpm.propagator with its defaults (Magnus6, rtol = atol = 1e-9)", Magnus6
+        "propagator",
+        "odeexpm.propagator with its defaults (Magnus8 or Magnus6 by generator, own tolerances)",
+        None,
     ),
+    _propagator_method("magnus8", "odeexpm.propagator(solver=odeexpm.Magnus8())", Magnus8),
+    _propagator_method("magnus6", "odeexpm.propagator(solver=odeexpm.Magnus6())", Magnus6),
     _propagator_method("magnus4", "odeexpm.propagator(solver=odeexpm.Magnus4())", Magnus4),
     _propagator_method("cfmagnus4", "odeexpm.propagator(solver=odeexpm.CFMagnus4())", CFMagnus4),
     _propagator_method("magnus2", "odeexpm.propagator(solver=odeexpm.Magnus2())", Magnus2),
@@ -216,5 +223,14 @@ for _method in [
 
 # The default run leaves out Magnus2 and Dopri5 (second order; Dopri8 dominates Dopri5
 # on every case): each method compiles once per shape and dtype, which dominates the run.
-TIME_DEPENDENT_METHODS = ("magnus6", "magnus4", "cfmagnus4", "rk-tsit5", "rk-dopri8", "pwc-pade")
-QUICK_TIME_DEPENDENT_METHODS = ("magnus6", "rk-dopri8")
+TIME_DEPENDENT_METHODS = (
+    "propagator",
+    "magnus8",
+    "magnus6",
+    "magnus4",
+    "cfmagnus4",
+    "rk-tsit5",
+    "rk-dopri8",
+    "pwc-pade",
+)
+QUICK_TIME_DEPENDENT_METHODS = ("propagator", "rk-dopri8")
