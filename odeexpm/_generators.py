@@ -227,9 +227,16 @@ class Modulated(AbstractGenerator):
         from ._operators import as_operator, is_operator  # (operators build on generators)
 
         parts = list(operators) if isinstance(operators, (list, tuple)) else None
-        if is_operator(drift) or any(is_operator(op) for op in parts or ()):
+        if is_operator(drift) or is_operator(operators) or any(map(is_operator, parts or ())):
             # Sparse or matrix-free parts: kept as operators, applied term by term.
             caller = "odeexpm.Modulated"
+            if parts is None:
+                if is_operator(operators):
+                    raise ValueError(
+                        f"{caller}: pass sparse or matrix-free `operators` as a list of "
+                        "(n, n) operators, not one stacked operator."
+                    )
+                parts = list(jnp.asarray(operators))
             self.drift = as_operator(drift, caller)
             self.operators = tuple(as_operator(op, caller) for op in parts)
             if any(op.shape != self.drift.shape for op in self.operators):

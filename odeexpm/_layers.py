@@ -1,5 +1,7 @@
 """`ExpmLinear`: a linear layer whose weight is a matrix exponential."""
 
+import operator
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,8 +22,12 @@ class ExpmLinear(eqx.Module):
     dtypes), so the weight is orthogonal (unitary) for every value of the parameter `P`:
     no projection or penalty is needed to keep it so during training, and its gradients
     neither explode nor vanish through it. With `structure="general"` the exponent is `P`
-    itself, and the weight is any invertible matrix with a real logarithm (near the
-    identity at initialisation).
+    itself, and the weight is any invertible matrix with a real logarithm.
+
+    Gradients are reverse mode (`jax.grad`), through `odeexpm.expm`'s default
+    `FrechetAdjoint`; forward mode (`jax.jvp`, `jax.hessian`) through the layer is not
+    supported: compute `odeexpm.expm(layer.exponent, adjoint=diffrax.ForwardMode())`
+    for that.
 
     Like `equinox.nn.Linear`, `__call__` takes one vector `(size,)`; use `jax.vmap` for
     a batch (the weight is then computed once, not per sample).
@@ -72,8 +78,13 @@ class ExpmLinear(eqx.Module):
         dtype=None,
     ):
         caller = "odeexpm.ExpmLinear"
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        try:
+            valid = not isinstance(size, bool) and operator.index(size) >= 1
+        except TypeError:
+            valid = False
+        if not valid:
             raise ValueError(f"{caller}: `size` must be a positive int; got {size!r}.")
+        size = operator.index(size)
         if structure not in _STRUCTURES:
             raise ValueError(
                 f"{caller}: `structure` must be one of {_STRUCTURES}; got {structure!r}."

@@ -259,7 +259,13 @@ def _error_estimate(difference, y1):
     """`difference @ y1` in single precision: the error estimate of the embedded
     methods, which needs a digit or two, at half the cost of a double-precision product."""
     low = jnp.complex64 if jnp.iscomplexobj(difference) or jnp.iscomplexobj(y1) else jnp.float32
-    return matmul(difference.astype(low), y1.astype(low)).astype(y1.dtype)
+    # Scaled by a power of two first: a double-precision state beyond float32's range
+    # (a growing real system) must not turn into inf here and stall the solve.
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(y1)))
+    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), 2.0 ** jnp.round(jnp.log2(scale)), 1.0)
+    scale = scale.astype(jnp.finfo(y1.dtype).dtype)
+    product = matmul(difference.astype(low), (y1 / scale).astype(low))
+    return product.astype(y1.dtype) * scale
 
 
 def _apply_exp(omega, y):
@@ -435,8 +441,10 @@ class Magnus6(AbstractMagnus):
 class Magnus8(AbstractMagnus):
     """The eighth-order Magnus method with four Gauss-Legendre nodes, with an embedded
     sixth-order error estimate. The default solver of `odeexpm.propagator`/`evolve` for
-    a `Modulated` generator where its commutators are cheap to use (one control and
-    `n >= 12`, two and `n >= 98`, three and `n >= 482`).
+    a `Modulated` generator where its precomputed commutators are cheap to use and fit
+    in memory (2^22 numbers): one control and `12 <= n <= 427`, two and
+    `98 <= n <= 146`. Given explicitly it takes one control up to `n = 427`, two up to
+    146, three up to 65.
 
     On a step `[t, t + h]` the generator is replaced by its interpolant of degree 3
     through the four Gauss nodes, `A(t + tau h) ~ sum_j C_j (tau - 1/2)^j`, and `Omega`
@@ -478,9 +486,10 @@ class Magnus8(AbstractMagnus):
     def _step(self, samples, t, h, y):
         if samples.commutators is None:
             raise TypeError(
-                "odeexpm.Magnus8 needs a dense `odeexpm.Modulated` generator with at most "
-                "three controls, whose nested commutators it precomputes (through "
-                "`odeexpm.propagator`/`evolve`, which call `Magnus8().prepare`); use "
+                "odeexpm.Magnus8 needs a dense `odeexpm.Modulated` generator whose nested "
+                "commutators it can precompute and store (at most 2^22 numbers: one "
+                "control up to n = 427, two up to n = 146, three up to n = 65), through "
+                "`odeexpm.propagator`/`evolve`, which call `Magnus8().prepare`; use "
                 "odeexpm.Magnus6 for other generators."
             )
         nodes, to_powers, series = _magnus_series(4, 7)

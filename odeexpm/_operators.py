@@ -395,13 +395,8 @@ class ModulatedOperator(AbstractOperator):
         return out
 
     def disk(self):
-        # Every A_k's disk, scaled and shifted: a disk holding the sum's spectrum (a bound
-        # when every part is an explicit matrix and the A_k commute; an estimate otherwise).
-        center, radius = self.drift.disk()
-        for control, operator in zip(self.controls, self.operators):
-            c, r = operator.disk()
-            center, radius = center + control * c, radius + jnp.abs(control) * r
-        return center, radius
+        # Only the Taylor action step of a constant generator asks for a disk.
+        raise NotImplementedError("A time-dependent operator has no fixed spectral disk.")
 
 
 def apply(A, y):

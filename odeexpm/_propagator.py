@@ -48,16 +48,16 @@ def propagator(
     - `ts`: optional increasing times in `[t0, t1]` (or `[t1, t0]`): then `U(ts[i], t0)`
       is returned, stacked on a leading axis. The solver steps exactly to each of them.
     - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus8()` for a
-      `Modulated` generator whose commutators it can use cheaply (one control and
-      `n >= 12`, two and `n >= 98`, three and `n >= 482`), `odeexpm.Magnus6()` otherwise
+      `Modulated` generator whose commutators it can use cheaply and store (one control
+      and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` otherwise
       (both with unitary steps for skew-Hermitian `A`); with `adjoint=diffrax.BacksolveAdjoint()` the default is
       `diffrax.Dopri8()` (`Tsit5` in single precision), since backsolving needs a
       solver for general vector fields.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
       for the Magnus solvers: `rtol = atol = 3e-10` for `Magnus8` and `1e-9` for
       `Magnus6` (relative errors about 1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8`
-      for `Magnus2`, in double precision; `1e-5` (`Magnus8`, `Magnus6`, `Magnus2`) or
-      `1e-6` in single precision. Other
+      for `Magnus2`, in double precision; `3e-6` (`Magnus8`), `1e-5` (`Magnus6`,
+      `Magnus2`) or `1e-6` in single precision. Other
       solvers use `odeexpm.expm`'s defaults. Jump times of the generator (`A.jump_ts`) and `ts` are added to
       any adaptive controller (`diffrax.ClipStepSizeController`).
     - `dt0`: the initial step; required with `diffrax.ConstantStepSize()` (which never

@@ -88,11 +88,9 @@ class Case:
 
     def describe_reference(self, quantity: str) -> str:
         describe = getattr(self.reference, "describe", None)
-        return (
-            describe(quantity, self.n)
-            if describe
-            else getattr(self.reference, "__name__", "custom")
-        )
+        if describe is None:
+            return getattr(self.reference, "__name__", "custom")
+        return describe(quantity, self.n, sparse=True) if self.is_sparse else describe(quantity, self.n)
 
 
 def _wide(dtype) -> type:
@@ -105,8 +103,8 @@ TIME_KEYS = ("t", "t0", "t1")
 
 def _rounded(key: str, value, dtype) -> np.ndarray:
     value = np.asarray(value)
-    if not np.issubdtype(value.dtype, np.inexact):
-        return value  # indices
+    if key == "indices":
+        return value
     if key in TIME_KEYS:
         dtype = np.finfo(np.dtype(dtype)).dtype
     return value.astype(dtype)
@@ -269,10 +267,12 @@ def action_case(
     from ._references import ActionReference
 
     B = np.asarray(B)
+    if B.ndim not in (1, 2):
+        raise ValueError(f"action_case {name!r}: B must be (n,) or (n, k); got {B.shape}.")
     n = B.shape[0]
     if isinstance(A, tuple):
         values, indices = np.asarray(A[0]), np.asarray(A[1], np.int64)
-        if indices.shape != (values.shape[0], 2) or indices.min() < 0 or indices.max() >= n:
+        if indices.shape != (values.shape[0], 2) or np.any((indices < 0) | (indices >= n)):
             raise ValueError(
                 f"action_case {name!r}: indices must be (nnz, 2) in [0, {n}); got shape "
                 f"{indices.shape}."
@@ -285,8 +285,6 @@ def action_case(
             raise ValueError(f"action_case {name!r}: A must be ({n}, {n}); got {A.shape}.")
         data = {"A": A}
         norm1 = np.max(np.sum(np.abs(A), axis=0))
-    if B.ndim not in (1, 2):
-        raise ValueError(f"action_case {name!r}: B must be (n,) or (n, k); got {B.shape}.")
     data.update(B=B, t=np.asarray(float(t)))
     return Case(
         name=name,

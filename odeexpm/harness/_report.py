@@ -351,6 +351,7 @@ def write_report(
                 for c, r in cases.items()
             ],
         )
+        unitary = any(r.unitarity is not None for r in rows)
         lines += _md_table(
             [
                 "case",
@@ -364,7 +365,7 @@ def write_report(
                 "steps",
                 "sq",
                 "memory",
-                "‖UᴴU−I‖",
+                *(["‖UᴴU−I‖"] if unitary else []),
             ],
             [
                 [
@@ -379,7 +380,7 @@ def write_report(
                     format_steps(r),
                     "" if r.squarings is None else r.squarings,
                     format_bytes(r.memory_bytes),
-                    format_error(r.unitarity),
+                    *([format_error(r.unitarity)] if unitary else []),
                 ]
                 for r in rows
             ],

@@ -1,8 +1,9 @@
 """Running methods on cases and measuring them: one `Record` per (case, method, quantity,
 dtype, tolerance).
 
-Every function is jitted and compiled once per shape, dtype and tolerance (the compile
-time is measured then), called once to obtain the answer, then timed over repeats. Failures are
+Every function is compiled once per shape, dtype and tolerance (jitted, unless the
+method is called as a user would outside `jax.jit` or on the host: then its first call
+is the compile time), called once to obtain the answer, then timed over repeats. Failures are
 results: a NaN or inf output, a failure reported in `odeexpm.Stats.result` or an
 exception are recorded with their message, never dropped or turned into a number.
 """
@@ -205,6 +206,7 @@ class _Compiled:
     compile_s: float
     cache_hit: bool | None
     memory_bytes: int | None
+    first_result: Any = None  # the answer of a first call that stood for the compile
 
 
 def _memory_bytes(executable) -> int | None:
@@ -238,6 +240,8 @@ def relative_error(value, expected) -> float:
 
 
 def _frobenius(x: np.ndarray) -> float:
+    if not np.all(np.isfinite(x)):
+        return math.nan  # never a perfect score for a NaN
     # Scaled before the norm squares the entries: an error of 1e200 is a number, not inf.
     largest = float(np.max(np.abs(x), initial=0.0))
     return largest * float(np.linalg.norm(x / largest)) if largest > 0 else 0.0
@@ -330,10 +334,10 @@ class _Session:
                 return fn(*eqx.combine(dynamic, static))
 
             start = time.perf_counter()
-            jax.block_until_ready(call(dynamic))
+            first_result = jax.block_until_ready(call(dynamic))
             # Not kept: a sparse matrix's index pattern, which shapes the library's own
             # compilation, is data here, so every case pays (and reports) its first call.
-            return _Compiled(call, time.perf_counter() - start, None, None)
+            return _Compiled(call, time.perf_counter() - start, None, None, first_result)
         self.compiled[key] = compiled
         return compiled
 
@@ -364,7 +368,7 @@ class _Session:
                 memory_bytes=compiled.memory_bytes,
             )
             dynamic = eqx.partition(args, eqx.is_array)[0]
-            value, stats = jax.block_until_ready(compiled.call(dynamic))
+            value, stats = compiled.first_result or jax.block_until_ready(compiled.call(dynamic))
             measured.update(self._time(compiled.call, dynamic))
             if stats is not None:
                 measured.update(
