@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 
 jax.config.update("jax_enable_x64", True)
 
@@ -140,3 +141,18 @@ def train(steps, states, iterations):
         run["history"] = jax.tree.map(lambda *values: np.stack(values), *run["history"])
         run["step_s"] = np.array(run["step_s"])
     return runs
+
+
+def optax_step(loss: Callable, optimiser, metric: str = "loss") -> Callable:
+    """A jitted training step `step((params, opt_state)) -> ((params, opt_state),
+    metrics)` of `optimiser` on `loss(params)`; `metrics` holds the loss (under the name
+    `metric`) and the gradient, for `train` to record."""
+
+    @jax.jit
+    def step(state):
+        params, opt_state = state
+        value, grad = jax.value_and_grad(loss)(params)
+        updates, opt_state = optimiser.update(grad, opt_state)
+        return (optax.apply_updates(params, updates), opt_state), {metric: value, "gradient": grad}
+
+    return step

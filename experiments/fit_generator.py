@@ -16,7 +16,7 @@ import jax.scipy.linalg as jsl
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from _common import markdown_table, parse_args, save_figure, train, write_report
+from _common import markdown_table, optax_step, parse_args, save_figure, train, write_report
 
 import odeexpm
 
@@ -46,17 +46,6 @@ def make_loss(expm, times, observed):
     return loss
 
 
-def make_step(loss, optimiser):
-    @jax.jit
-    def step(state):
-        theta, opt_state = state
-        value, grad = jax.value_and_grad(loss)(theta)
-        updates, opt_state = optimiser.update(grad, opt_state)
-        return (optax.apply_updates(theta, updates), opt_state), {"loss": value, "gradient": grad}
-
-    return step
-
-
 def main():
     args = parse_args(__doc__.splitlines()[0])
     n, iterations = (5, 150) if args.quick else (8, 2000)
@@ -75,7 +64,7 @@ def main():
         jnp.linalg.norm(rate_matrix(theta) - true_Q) / jnp.linalg.norm(true_Q)
     )
 
-    steps = {name: make_step(make_loss(expm, times, observed), optimiser) for name, expm in METHODS.items()}
+    steps = {name: optax_step(make_loss(expm, times, observed), optimiser) for name, expm in METHODS.items()}
     runs = train(steps, {name: (theta0, optimiser.init(theta0)) for name in steps}, iterations)
     for r in runs.values():
         r["theta"] = r["state"][0]

@@ -17,7 +17,7 @@ import jax.scipy.linalg as jsl
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from _common import markdown_table, median_time, parse_args, save_figure, train, write_report
+from _common import markdown_table, median_time, optax_step, parse_args, save_figure, train, write_report
 
 import odeexpm
 
@@ -102,15 +102,7 @@ def slicing_study(problem, amplitudes, slice_counts=(20, 100, 500, 2000)):
 
 def make_step(problem, propagate, optimiser):
     loss = lambda params: problem.infidelity(propagate(problem, params))
-
-    @jax.jit
-    def step(state):
-        params, opt_state = state
-        value, grad = jax.value_and_grad(loss)(params)
-        updates, opt_state = optimiser.update(grad, opt_state)
-        return (optax.apply_updates(params, updates), opt_state), {"infidelity": value, "gradient": grad}
-
-    return step
+    return optax_step(loss, optimiser, metric="infidelity")
 
 
 def first_below(values, threshold):
