@@ -42,7 +42,7 @@ jax.config.update("jax_enable_x64", True)
 import lineax as lx  # noqa: E402
 
 import odeexpm  # noqa: E402
-from odeexpm._operators import AbstractOperator, as_operator  # noqa: E402
+from odeexpm._operator import AbstractOperator, as_operator  # noqa: E402
 
 
 # --- workloads -------------------------------------------------------------------------
@@ -118,9 +118,9 @@ class CountingOperator(AbstractOperator):
     def disk(self):
         return self.inner.disk()
 
-    def prepare(self):
-        prepared, permutation, inverse = self.inner.prepare()
-        return CountingOperator(prepared), permutation, inverse
+    def fast_form(self):
+        fast, renumbering = self.inner.fast_form()
+        return CountingOperator(fast), renumbering
 
 
 _PRODUCTS = [0]
@@ -137,7 +137,7 @@ def odeexpm_products(A, v, t, **options):
     if isinstance(A, lx.AbstractLinearOperator):
         counting = A
     else:
-        counting = CountingOperator(as_operator(A, "benchmark"))
+        counting = CountingOperator(as_operator(A, "A", "benchmark"))
     jax.block_until_ready(odeexpm.expm_multiply(counting, v, t, **options))
     jax.effects_barrier()
     return _PRODUCTS[0]

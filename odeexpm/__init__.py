@@ -1,47 +1,30 @@
 """odeexpm: differentiable matrix exponentials as solutions of linear ODEs, with diffrax."""
 
-from . import reference
-from ._adjoint import FrechetAdjoint
-from ._expm import expm
-from ._expm_multiply import expm_multiply
-from ._generators import (
-    AbstractGenerator,
-    Constant,
-    FromFunction,
-    Interpolated,
-    Modulated,
-    PiecewiseConstant,
+from . import reference as reference
+from ._adjoint import FrechetAdjoint as FrechetAdjoint
+from ._expm import expm as expm
+from ._expm_linear import ExpmLinear as ExpmLinear
+from ._expm_multiply import expm_multiply as expm_multiply
+from ._generator import (
+    AbstractGenerator as AbstractGenerator,
+    Constant as Constant,
+    FromFunction as FromFunction,
+    Interpolated as Interpolated,
+    Modulated as Modulated,
+    PiecewiseConstant as PiecewiseConstant,
 )
-from ._layers import ExpmLinear
-from ._magnus import CFMagnus4, Magnus2, Magnus4, Magnus6, Magnus8, WithCommutators
-from ._propagator import evolve, propagator
-from ._solve import RESULTS, Stats
-from ._taylor import Taylor
-from ._term import LinearTerm
+from ._propagator import evolve as evolve, propagator as propagator
+from ._solution import RESULTS as RESULTS, Stats as Stats
+from ._solver import (
+    AbstractLinearSolver as AbstractLinearSolver,
+    AbstractMagnus as AbstractMagnus,
+    CFMagnus4 as CFMagnus4,
+    Magnus2 as Magnus2,
+    Magnus4 as Magnus4,
+    Magnus6 as Magnus6,
+    Magnus8 as Magnus8,
+    Taylor as Taylor,
+)
+from ._term import LinearTerm as LinearTerm
 
-__all__ = [
-    "AbstractGenerator",
-    "CFMagnus4",
-    "Constant",
-    "ExpmLinear",
-    "FrechetAdjoint",
-    "FromFunction",
-    "Interpolated",
-    "LinearTerm",
-    "Magnus2",
-    "Magnus4",
-    "Magnus6",
-    "Magnus8",
-    "Modulated",
-    "PiecewiseConstant",
-    "RESULTS",
-    "Stats",
-    "Taylor",
-    "WithCommutators",
-    "evolve",
-    "expm",
-    "expm_multiply",
-    "propagator",
-    "reference",
-]
 __version__ = "0.1.0"

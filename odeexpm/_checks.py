@@ -1,38 +1,28 @@
-"""Validation of user input, raised at call (trace) time with messages naming the problem."""
+"""Validation of user input, raised at call (trace) time with messages naming the problem.
+
+One dtype rule for every argument of every function: `checked_dtype`.
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Inexact, Real
 
-SUPPORTED_DTYPES = (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
-
-
-def as_square_matrices(A, name: str, caller: str):
-    """`A` as an array of shape `(..., n, n)` in a supported inexact dtype.
-
-    Integers and booleans are promoted to JAX's default float dtype (float64 with
-    `jax_enable_x64`, else float32).
-    """
-    if not hasattr(A, "shape") or not hasattr(A, "dtype"):
-        A = np.asarray(A)
-    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
-        raise ValueError(
-            f"{caller}: `{name}` must have shape (..., n, n), square in its last two "
-            f"axes; got shape {tuple(A.shape)}."
-        )
-    dtype = checked_dtype(A, name, caller)
-    return jnp.asarray(A, dtype)
+SUPPORTED_DTYPES = tuple(
+    jnp.dtype(d) for d in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
+)
 
 
-def checked_dtype(x, name: str, caller: str) -> jnp.dtype:
-    """The dtype `x` is computed in: its own if supported, JAX's default float for
-    integers and booleans; a `TypeError` naming the problem otherwise."""
-    dtype = jnp.dtype(x.dtype)
+def checked_dtype(dtype, name: str, caller: str) -> jnp.dtype:
+    """The dtype an argument of dtype `dtype` is computed in: its own if supported, JAX's
+    default float (float64 with `jax_enable_x64`, else float32) for integers and
+    booleans; a `TypeError` naming the argument otherwise."""
+    dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.inexact):
         if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             raise TypeError(f"{caller}: `{name}` has unsupported dtype {dtype}.")
         return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-    if dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
+    if dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{caller}: `{name}` has dtype {dtype}; supported are float32, float64, "
             "complex64 and complex128 (lower precisions cannot meet the tolerances)."
@@ -40,7 +30,24 @@ def checked_dtype(x, name: str, caller: str) -> jnp.dtype:
     return dtype
 
 
-def as_real_scalar(t, dtype, name: str, caller: str):
+def as_array(x: ArrayLike) -> Array | np.ndarray:
+    """`x` itself if it is an array (a JAX array or tracer, or a NumPy array), else `x`
+    as a NumPy array (Python numbers, nested lists)."""
+    return x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
+
+
+def as_square_matrices(A: ArrayLike, name: str, caller: str) -> Inexact[Array, "*batch n n"]:
+    """`A` as an array of shape `(..., n, n)` in a supported inexact dtype."""
+    A = as_array(A)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(
+            f"{caller}: `{name}` must have shape (..., n, n), square in its last two "
+            f"axes; got shape {tuple(A.shape)}."
+        )
+    return jnp.asarray(A, checked_dtype(A.dtype, name, caller))
+
+
+def as_real_scalar(t: ArrayLike, dtype, name: str, caller: str) -> Real[Array, ""]:
     """`t` as a real scalar array of the real dtype matching `dtype`."""
     t = jnp.asarray(t)
     if t.ndim != 0:

@@ -1,31 +1,20 @@
 """`expm`: the matrix exponential as the solution of `dX/ds = A X`, `X(0) = I`."""
 
-import functools
-
 import diffrax
 import equinox as eqx
-import equinox.internal as eqxi
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
-from ._adjoint import FrechetAdjoint, forward_mode, with_frechet_gradient
+from ._adjoint import FrechetAdjoint, with_frechet_gradient
 from ._checks import as_real_scalar, as_square_matrices
-from ._generators import Constant
-from ._solve import Stats, outcome, raise_if_failed, solve_linear
-
-# The automatic scaling solves on [0, t / 2^s] with ||t A||_1 / 2^s <= SCALED_NORM, where
-# a high-order explicit step covers the interval in a few steps, then squares s times.
-SCALED_NORM = 1.0
-# More squarings than this are never applied: 2^64 already exceeds any norm whose
-# exponential is representable, and the bound sizes the reverse-mode checkpoints.
-MAX_SQUARINGS = 64
-# Sweeps of the (simultaneous) balancing iteration; each costs O(n^2).
-BALANCE_SWEEPS = 8
+from ._generator import Constant
+from ._scaling import balance, num_squarings, square
+from ._solution import Stats, outcome
+from ._solve import compiled, solve_linear, without_nonfinite
 
 
 def expm(
-    A: Inexact[ArrayLike, "... n n"],
+    A: Inexact[ArrayLike, "*batch n n"],
     t: Real[ArrayLike, ""] = 1.0,
     *,
     squarings: int | None = None,
@@ -37,7 +26,7 @@ def expm(
     max_steps: int | None = 4096,
     throw: bool = True,
     return_stats: bool = False,
-) -> Inexact[Array, "... n n"] | tuple[Inexact[Array, "... n n"], Stats]:
+) -> Inexact[Array, "*batch n n"] | tuple[Inexact[Array, "*batch n n"], Stats]:
     """The matrix exponential `exp(t A)`, computed as the solution of a linear ODE.
 
     `X(s) = exp(s A)` solves `dX/ds = A X`, `X(0) = I`. By default `expm` uses the
@@ -103,111 +92,35 @@ def expm(
         isinstance(squarings, bool) or not isinstance(squarings, int) or squarings < 0
     ):
         raise ValueError(f"{caller}: `squarings` must be None or an int >= 0; got {squarings!r}.")
-    X, stats = _expm(
-        A,
-        t,
-        squarings=squarings,
+    options = dict(
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        rtol=rtol,
+        atol=atol,
+        adjoint=FrechetAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps,
+    )
+    X, stats = compiled(
+        eqx.Partial(_expm_single, squarings=squarings, options=options),
+        (A, t),
+        batch_ndim=A.ndim - 2,
+        in_axes=(0, None),
         throw=throw,
-        solve_options=dict(
-            solver=solver,
-            stepsize_controller=stepsize_controller,
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        ),
+        max_steps=max_steps,
     )
     return (X, stats) if return_stats else X
 
 
-# Compiled once per shape, dtype and options, so that eager calls are cached too.
-@eqx.filter_jit
-def _expm(A, t, *, squarings, throw, solve_options):
-    adjoint = solve_options["adjoint"]
-    adjoint = FrechetAdjoint() if adjoint is None else adjoint
-    solve_options = {**solve_options, "adjoint": forward_mode(adjoint)}
-    single = functools.partial(_expm_single, squarings=squarings, solve_options=solve_options)
-    if isinstance(adjoint, FrechetAdjoint):
-        single = with_frechet_gradient(single)
-    for _ in range(A.ndim - 2):
-        single = jax.vmap(single, in_axes=(0, None))
-    X, stats = single(A, t)
-    if throw:
-        X = raise_if_failed(X, stats.result, solve_options["max_steps"])
-    return X, stats
+def _expm_single(A, t, *, squarings, options):
+    forward = eqx.Partial(_solve_and_square, squarings=squarings, options=options)
+    if isinstance(options["adjoint"], FrechetAdjoint):
+        forward = with_frechet_gradient(forward)
+    return forward(A, t)
 
 
-def num_squarings(A: Array, t: Array) -> Array:
-    """The `k` with `||t A||_1 / 2^k <= SCALED_NORM`, clipped to `[0, MAX_SQUARINGS]`."""
-    norm = jnp.max(jnp.sum(jnp.abs(t * A), axis=-2))
-    _, exponent = jnp.frexp(jax.lax.stop_gradient(norm) / SCALED_NORM)
-    # frexp gives norm = m 2^e with m in [0.5, 1): e squarings reach a norm below 1.
-    return jnp.clip(exponent, 0, MAX_SQUARINGS).astype(jnp.int32)
-
-
-def balance(A: Array) -> tuple[Array, Array]:
-    """A diagonal similarity `B = D^-1 A D`, `D = diag(d)`, that evens out row and column
-    norms (as LAPACK's `gebal`, without permutations); returns `(B, d)`.
-
-    Badly scaled matrices (Moler's 3x3 has an entry 2e10 but eigenvalues below 64) have a
-    norm far above their spectral radius, which would ask for needless squarings, each
-    amplifying rounding errors. The scales are powers of two, so the similarity is exact.
-    `B` is used only where it lowers the 1-norm.
-    """
-    real = jnp.finfo(A.dtype).dtype
-    magnitude = jnp.abs(jax.lax.stop_gradient(A)) * (1 - jnp.eye(A.shape[-1], dtype=real))
-
-    def sweep(_, log2_d):
-        d = jnp.exp2(log2_d)
-        scaled = magnitude * d[None, :] / d[:, None]
-        column, row = jnp.sum(scaled, axis=0), jnp.sum(scaled, axis=1)
-        usable = (column > 0) & (row > 0)
-        # Multiplying column i by f and row i by 1/f balances them at f = sqrt(row / column).
-        step = jnp.round(0.5 * jnp.log2(jnp.where(usable, row / jnp.where(usable, column, 1), 1)))
-        return log2_d + step
-
-    log2_d = jax.lax.fori_loop(0, BALANCE_SWEEPS, sweep, jnp.zeros(A.shape[-1], real))
-    d = jnp.exp2(log2_d)
-    B = A * (d[None, :] / d[:, None])
-    norm = lambda M: jnp.max(jnp.sum(jnp.abs(M), axis=-2))
-    better = norm(jax.lax.stop_gradient(B)) < norm(jax.lax.stop_gradient(A))
-    return jnp.where(better, B, A), jnp.where(better, d, jnp.ones_like(d))
-
-
-def _loop_kind(adjoint) -> str:
-    # The squaring loop must be differentiable in the same modes as the solve.
-    if adjoint is None or isinstance(adjoint, diffrax.ForwardMode):
-        return "lax"
-    if isinstance(adjoint, diffrax.DirectAdjoint):
-        return "bounded"
-    return "checkpointed"
-
-
-def square(X: Array, k, *, kind: str) -> Array:
-    """`X^(2^k)` by `k` squarings; `k` a Python int or a traced integer."""
-    if isinstance(k, int):
-        for _ in range(k):
-            X = X @ X
-        return X
-    _, X = eqxi.while_loop(
-        lambda carry: carry[0] < k,
-        lambda carry: (carry[0] + 1, carry[1] @ carry[1]),
-        (jnp.zeros((), jnp.int32), X),
-        max_steps=MAX_SQUARINGS,
-        kind=kind,
-        checkpoints=8 if kind == "checkpointed" else None,
-    )
-    return X
-
-
-def _expm_single(A, t, *, squarings, solve_options):
-    n = A.shape[-1]
-    bad = jnp.logical_not(jnp.all(jnp.isfinite(A)) & jnp.isfinite(t))
-    # A NaN would make the step-size controller reject every step; solve a harmless
-    # problem instead and report the bad input.
-    A = jnp.where(bad, 0, A)
-    t = jnp.where(bad, 0, t)
-    identity = jnp.eye(n, dtype=A.dtype)
+def _solve_and_square(A, t, *, squarings, options):
+    (A, t), bad = without_nonfinite((A, t))
+    identity = jnp.eye(A.shape[-1], dtype=A.dtype)
     if squarings is None:
         A, d = balance(A)
         k = num_squarings(A, t)
@@ -215,14 +128,14 @@ def _expm_single(A, t, *, squarings, solve_options):
         # Python numbers, and a first step over the whole interval is usually accepted.
         h = jnp.ldexp(t, -k)
         ys, stats, result = solve_linear(
-            Constant(h * A), identity, 0.0, 1.0, dt0=1.0, **solve_options
+            Constant(h * A), identity, 0.0, 1.0, dt0=1.0, exponential=True, **options
         )
     else:
         k = squarings
         ys, stats, result = solve_linear(
-            Constant(A), identity, 0.0, t / 2**k, **solve_options
+            Constant(A), identity, 0.0, t / 2**k, exponential=True, **options
         )
-    X = square(ys[0], k, kind=_loop_kind(solve_options["adjoint"]))
+    X = square(ys[0], k, options["adjoint"])
     if squarings is None:
         X = X * (d[:, None] / d[None, :])
     return outcome(X, stats, result, bad, num_squarings=k)

@@ -4,24 +4,22 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import lineax as lx
-import numpy as np
 from jax.experimental import sparse
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
-from ._checks import as_real_scalar, checked_dtype
-from ._operators import AbstractOperator, OperatorGenerator, as_operator
-from ._solve import Stats, default_tolerances, outcome, raise_if_failed, solve_linear
-from ._taylor import Taylor, largest_radius
-
-# Most operator products one Taylor step may use. A step of degree m covers a shifted
-# norm ||h (A - cI)|| of about m - 5.6 sqrt(m) at rtol 1e-13 (44 for m = 100), so higher
-# degrees need fewer products per unit of ||tA|| on dissipative problems; on oscillatory
-# ones rounding caps the step well below that, and a rejected step of a high degree
-# costs more. 100 balances the two (150: 12% fewer products on a Markov chain, 20% more
-# on a skew-symmetric generator). The series stops early when fewer terms suffice.
-ACTION_DEGREE = 100
+from ._checks import as_array, as_real_scalar, checked_dtype
+from ._generator import Constant
+from ._operator import AbstractOperator, as_operator
+from ._solution import Stats, outcome
+from ._solve import (
+    compiled,
+    default_solver,
+    solve_linear,
+    without_nonfinite,
+)
+from ._solver import Taylor
+from ._solver.action import largest_radius
 
 
 def expm_multiply(
@@ -98,56 +96,41 @@ def expm_multiply(
         (True, 1)
 
         Gradients with respect to the rates (`BCOO.data`), `B` and `t` follow from
-        `jax.grad` (see `docs_expm_multiply.md`).
+        `jax.grad` (see the guide to actions in the documentation).
     """
     caller = "odeexpm.expm_multiply"
-    operator = as_operator(A, caller)
+    operator = as_operator(A, "A", caller)
     B = _as_state(B, operator, caller)
     t = as_real_scalar(t, B.dtype, "t", caller)
-    if solver is None and not isinstance(adjoint, diffrax.BacksolveAdjoint):
-        solver = Taylor(
-            degree=ACTION_DEGREE, tolerance=_series_tolerance(rtol, stepsize_controller, B.dtype)
-        )
-    # (With BacksolveAdjoint, whose adjoint equation is no linear ODE of this form,
-    # `solve_linear` picks a Runge-Kutta solver.)
-    Y, stats = _expm_multiply(
-        operator,
-        B,
-        t,
+    options = dict(
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        rtol=rtol,
+        atol=atol,
+        adjoint=adjoint,
+        max_steps=max_steps,
+    )
+    Y, stats = compiled(
+        eqx.Partial(_expm_multiply_single, options=options),
+        (operator, B, t),
+        batch_ndim=0,
+        in_axes=(),
         throw=throw,
-        solve_options=dict(
-            solver=solver,
-            stepsize_controller=stepsize_controller,
-            rtol=rtol,
-            atol=atol,
-            adjoint=adjoint,
-            max_steps=max_steps,
-        ),
+        max_steps=max_steps,
     )
     return (Y, stats) if return_stats else Y
 
 
 def _as_state(B, operator: AbstractOperator, caller: str) -> Array:
-    if not hasattr(B, "shape") or not hasattr(B, "dtype"):
-        B = np.asarray(B)
+    B = as_array(B)
     n = operator.shape[0]
     if B.ndim not in (1, 2) or B.shape[0] != n:
         raise ValueError(
             f"{caller}: `B` must have shape (n,) or (n, k) with n = {n} (`A` is {n}x{n}); "
             f"got shape {tuple(B.shape)}. Use jax.vmap for more axes."
         )
-    dtype = checked_dtype(B, "B", caller)
+    dtype = checked_dtype(B.dtype, "B", caller)
     return jnp.asarray(B, jnp.result_type(dtype, operator.dtype))
-
-
-def _series_tolerance(rtol, stepsize_controller, dtype) -> float:
-    """Where the Taylor series stops: the relative tolerance the solve is asked for."""
-    if rtol is not None:
-        return rtol
-    controller_rtol = getattr(stepsize_controller, "rtol", None)
-    if isinstance(controller_rtol, (int, float)) and 0 < controller_rtol < 1:
-        return float(controller_rtol)
-    return default_tolerances(dtype)[0]
 
 
 def _first_step(t, radius, solver):
@@ -167,38 +150,26 @@ def _first_step(t, radius, solver):
     return jnp.where(t < 0, -size, size)
 
 
-def _is_finite(tree) -> Array:
-    leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-# Compiled once per operator structure, shapes, dtypes and options.
-@eqx.filter_jit
-def _expm_multiply(operator, B, t, *, throw, solve_options):
-    Y, stats = _expm_multiply_single(operator, B, t, solve_options)
-    if throw:
-        Y = raise_if_failed(Y, stats.result, solve_options["max_steps"])
-    return Y, stats
-
-
-def _expm_multiply_single(operator, B, t, solve_options):
-    bad = jnp.logical_not(_is_finite((operator, B, t)))
-    # A NaN would make the step-size controller reject every step; solve a harmless
-    # problem (A = 0) instead and report the bad input.
-    operator, B, t = jtu.tree_map(
-        lambda x: jnp.where(bad, 0, x) if eqx.is_inexact_array(x) else x, (operator, B, t)
-    )
+def _expm_multiply_single(operator, B, t, *, options):
+    (operator, B, t), bad = without_nonfinite((operator, B, t))
     # The operator in the form and row order it applies fastest in (for a sparse matrix:
     # values gathered into sliced ELLPACK groups, rows grouped by length), once per
     # solve; the solve runs in that order, so no product renumbers its input and output.
-    operator, permutation, inverse = operator.prepare()
-    center, radius = jax.lax.stop_gradient(operator.disk())
-    center = center.astype(jnp.result_type(center.dtype, B.dtype))
-    dt0 = jax.lax.stop_gradient(_first_step(t, radius, solve_options["solver"]))
-    if permutation is not None:
-        B = B[permutation]
+    operator, renumbering = operator.fast_form()
+    generator = Constant(operator)
+    solver = options["solver"]
+    if solver is None:  # chosen here, as the first step depends on it
+        solver = default_solver(
+            generator, B.dtype, operator_valued=True, adjoint=options["adjoint"],
+            rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
+            exponential=False,
+        )  # fmt: skip
+    _, radius = jax.lax.stop_gradient(operator.disk())
+    dt0 = jax.lax.stop_gradient(_first_step(t, radius, solver))
+    if renumbering is not None:
+        B = renumbering.forward(B)
     ys, stats, result = solve_linear(
-        OperatorGenerator(operator, center), B, 0.0, t, dt0=dt0, **solve_options
+        generator, B, 0.0, t, dt0=dt0, **{**options, "solver": solver}
     )
-    Y = ys[0] if permutation is None else ys[0][inverse]
+    Y = ys[0] if renumbering is None else renumbering.backward(ys[0])
     return outcome(Y, stats, result, bad)

@@ -1,21 +1,19 @@
 """`propagator` and `evolve`: time-ordered exponentials of a time-dependent generator."""
 
-import functools
 from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
 
-from ._checks import SUPPORTED_DTYPES, as_real_scalar
-from ._generators import AbstractGenerator, FromFunction
-from ._magnus import AbstractMagnus, default_solver
-from ._operators import LineaxOperator, is_operator
-from ._solve import Stats, outcome, raise_if_failed, solve_linear
+from ._checks import as_array, as_real_scalar, checked_dtype
+from ._generator import AbstractGenerator, FromFunction
+from ._operator import LineaxOperator
+from ._solution import Stats, outcome
+from ._solve import compiled, solve_linear, without_nonfinite
+
 
 def propagator(
     A: AbstractGenerator | Callable,
@@ -104,10 +102,10 @@ def propagator(
     """
     caller = "odeexpm.propagator"
     generator = _as_generator(A, caller)
-    n, dtype, operator = _signature(generator, t0, args, caller)
+    n, dtype = _signature(generator, t0, args, caller)
     y0 = jnp.eye(n, dtype=dtype)
     options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps, operator=operator)
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -151,17 +149,16 @@ def evolve(
     """
     caller = "odeexpm.evolve"
     generator = _as_generator(A, caller)
-    n, dtype, operator = _signature(generator, t0, args, caller)
-    if not hasattr(y0, "dtype"):
-        y0 = jnp.asarray(y0)
+    n, dtype = _signature(generator, t0, args, caller)
+    y0 = as_array(y0)
     if y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
         raise ValueError(
             f"{caller}: `y0` must have shape (n,) or (..., n, k) with n = {n} (the "
             f"generator is {n}x{n}); got shape {tuple(y0.shape)}."
         )
-    y0 = jnp.asarray(y0, _state_dtype(jnp.result_type(dtype, y0.dtype), "y0", caller))
+    y0 = jnp.asarray(y0, checked_dtype(jnp.result_type(dtype, y0.dtype), "y0", caller))
     options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps, operator=operator)
+                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -177,34 +174,20 @@ def _as_generator(A, caller: str) -> AbstractGenerator:
     )
 
 
-def _state_dtype(dtype, name: str, caller: str):
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
-            raise TypeError(f"{caller}: `{name}` has unsupported dtype {dtype}.")
-        return jax.dtypes.canonicalize_dtype(jnp.float64)
-    if dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
-        raise TypeError(
-            f"{caller}: `{name}` has dtype {dtype}; supported are float32, float64, "
-            "complex64 and complex128."
-        )
-    return dtype
-
-
-def _signature(generator, t0, args, caller: str) -> tuple[int, jnp.dtype, bool]:
-    """`(n, dtype, is_operator)` of `generator(t0, args)`, found by tracing it (no
-    computation); `is_operator`: a sparse or matrix-free `A(t)` rather than an array."""
+def _signature(generator: AbstractGenerator, t0, args, caller: str) -> tuple[int, jnp.dtype]:
+    """`(n, dtype)` of `generator(t0, args)`, found by tracing it (no computation)."""
     t = jnp.asarray(t0)  # a Python float stays weakly typed: A's own precision decides
-    out = eqx.filter_eval_shape(lambda g, t, a: g(t, a), generator, t, args)
-    if isinstance(out, lx.AbstractLinearOperator):
-        out = LineaxOperator(out)
-    shape = getattr(out, "shape", None)
+    value = eqx.filter_eval_shape(lambda g, t, a: g(t, a), generator, t, args)
+    if isinstance(value, lx.AbstractLinearOperator):
+        value = LineaxOperator(value)
+    shape = getattr(value, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] != shape[1]:
+        got = f"shape {tuple(shape)}" if shape is not None else type(value).__name__
         raise ValueError(
             f"{caller}: the generator must return a square (n, n) array; A(t0, args) "
-            f"returned {'shape ' + str(tuple(shape)) if shape is not None else type(out).__name__}."
+            f"returned {got}."
         )
-    return shape[0], _state_dtype(out.dtype, "A(t, args)", caller), is_operator(out)
+    return shape[0], checked_dtype(value.dtype, "A(t, args)", caller)
 
 
 def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
@@ -221,72 +204,23 @@ def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
                 f"{tuple(ts.shape)} and dtype {ts.dtype}."
             )
         ts = ts.astype(time_dtype)
-    y, stats = _solve(
-        generator, y0, t0, t1, ts, args, throw=throw,
-        solve_options=_defaults(generator, y0.dtype, **options),
+    batch_ndim = max(y0.ndim - 2, 0)
+    y, stats = compiled(
+        eqx.Partial(_solve_single, options=options),
+        (generator, y0, t0, t1, ts, args),
+        batch_ndim=batch_ndim,
+        in_axes=(None, 0, None, None, None, None),
+        throw=throw,
+        max_steps=options["max_steps"],
     )
+    if ts is not None and batch_ndim:
+        y = jnp.moveaxis(y, batch_ndim, 0)  # the times axis leads, then the batch
     return (y, stats) if return_stats else y
 
 
-def _defaults(
-    generator, dtype, *, solver, stepsize_controller, dt0, rtol, atol, adjoint, max_steps, operator
-) -> dict:
-    """The options of `solve_linear`, with the propagator's default solver filled in."""
-    backsolve = isinstance(adjoint, diffrax.BacksolveAdjoint)
-    if operator and isinstance(solver, AbstractMagnus):
-        raise ValueError(
-            "odeexpm: Magnus solvers exponentiate A(t) as a dense matrix; this generator "
-            "is a sparse or matrix-free operator. Use a Runge-Kutta solver (the default "
-            "for operators) or odeexpm.expm_multiply for a constant operator."
-        )
-    if solver is None and not backsolve and not operator:
-        # (operators and BacksolveAdjoint get `solve_linear`'s Runge-Kutta default)
-        solver = default_solver(generator)
-    if backsolve and isinstance(solver, AbstractMagnus):
-        raise ValueError(
-            "odeexpm: diffrax.BacksolveAdjoint solves an augmented adjoint system with "
-            "the same solver, and Magnus solvers handle only dU/dt = A(t) U. Use the "
-            "default RecursiveCheckpointAdjoint with Magnus solvers, or a Runge-Kutta "
-            "solver (e.g. diffrax.Dopri8()) with BacksolveAdjoint."
-        )
-    if isinstance(solver, AbstractMagnus) and stepsize_controller is None and rtol is None and atol is None:
-        rtol = atol = solver.default_tolerance(dtype)
-    return dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0, rtol=rtol,
-                atol=atol, adjoint=adjoint, max_steps=max_steps)
-
-
-# Compiled once per generator structure, shapes, dtypes and options.
-@eqx.filter_jit
-def _solve(generator, y0, t0, t1, ts, args, *, throw, solve_options):
-    single = functools.partial(_solve_single, solve_options=solve_options)
-    for _ in range(y0.ndim - 2):
-        single = jax.vmap(single, in_axes=(None, 0, None, None, None, None))
-    y, stats = single(generator, y0, t0, t1, ts, args)
-    if ts is not None and y0.ndim > 2:
-        y = jnp.moveaxis(y, y0.ndim - 2, 0)  # the times axis leads, then the batch
-    if throw:
-        y = raise_if_failed(y, stats.result, solve_options["max_steps"])
-    return y, stats
-
-
-def _finite(tree) -> Array:
-    leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def _solve_single(generator, y0, t0, t1, ts, args, *, solve_options):
-    bad = jnp.logical_not(_finite((generator, y0, t0, t1, ts, args)))
-    # NaN would make the step-size controller reject every step; solve a harmless
-    # problem (all zero) instead and report the bad input.
-    generator, y0, t0, t1, ts, args = jtu.tree_map(
-        lambda x: jnp.where(bad, 0, x) if eqx.is_inexact_array(x) else x,
-        (generator, y0, t0, t1, ts, args),
-    )
-    if isinstance(solve_options["solver"], AbstractMagnus):
-        generator = solve_options["solver"].prepare(generator)
+def _solve_single(generator, y0, t0, t1, ts, args, *, options):
+    (generator, y0, t0, t1, ts, args), bad = without_nonfinite((generator, y0, t0, t1, ts, args))
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
-    ys, stats, result = solve_linear(
-        generator, y0, t0, t1, args=args, saveat=saveat, **solve_options
-    )
+    ys, stats, result = solve_linear(generator, y0, t0, t1, args=args, saveat=saveat, **options)
     y = ys[0] if ts is None else ys
     return outcome(y, stats, result, bad)

@@ -1,98 +1,116 @@
-"""The one linear-ODE solve that every public function goes through.
+"""The one linear-ODE solve that every public function goes through, and its defaults.
 
-`solve_linear` integrates `dy/dt = A(t, args) @ y` with `diffrax.diffeqsolve`. It owns the
-defaults (solver, tolerances), the translation of the `rtol`/`atol` shortcut into a
-`PIDController`, the check for non-finite input, and the reporting of failures: raised
-as an error naming the problem when `throw=True`, or recorded in `Stats.result`.
+`solve_linear` integrates `dy/dt = A(t, args) @ y` with `diffrax.diffeqsolve`. This
+module owns the library's one policy for what a user does not choose: the solver
+(`default_solver`), the tolerances (`default_tolerances`), the translation of the
+`rtol`/`atol` shortcut into a `PIDController`, and which solver goes with which adjoint.
+It also holds what every public function does around its solve: zeroing non-finite
+input (`without_nonfinite`), and compiling once per shape with batches and errors
+(`compiled`).
 """
 
 import math
-from typing import Any
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Int
+import jax.tree_util as jtu
+from jaxtyping import Array, Bool, PyTree
 
-from ._generators import AbstractGenerator, Constant
-from ._taylor import Taylor
-from ._term import LinearTerm, merge_complex, split_complex
+from ._adjoint import FrechetAdjoint
+from ._complex import merge_complex, split_complex
+from ._generator import AbstractGenerator, Constant
+from ._operator import is_operator
+from ._solution import RESULTS, Stats, raise_if_failed
+from ._solver import AbstractLinearSolver, AbstractMagnus, Magnus6, Magnus8, Taylor
+from ._solver.commutators import Commutators
+from ._term import LinearTerm
 
-
-class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
-    """Outcomes of a solve: diffrax's, plus the ones odeexpm checks for itself."""
-
-    nonfinite_values = (
-        "odeexpm: the input contains non-finite values (NaN or inf); there is no "
-        "meaningful exponential to return."
-    )
-    overflow = (
-        "odeexpm: the result overflowed (inf or NaN from finite input): exp(tA) exceeds "
-        "the range of the dtype. Use a wider dtype or a smaller t."
-    )
-
-
-class Stats(eqx.Module):
-    """Solver statistics of one call, returned with `return_stats=True`.
-
-    Every field has the batch shape of the call (a scalar for a single matrix).
-
-    - `num_steps`: steps the solver attempted (accepted plus rejected).
-    - `num_accepted_steps`, `num_rejected_steps`: as in `diffrax.Solution.stats`.
-    - `num_squarings`: squarings applied after the ODE solve (0 for a plain solve).
-    - `result`: an `odeexpm.RESULTS` item; `RESULTS.successful` unless something went
-      wrong (with `throw=False` a failure is reported here instead of raised).
-    """
-
-    num_steps: Int[Array, "..."]
-    num_accepted_steps: Int[Array, "..."]
-    num_rejected_steps: Int[Array, "..."]
-    num_squarings: Int[Array, "..."]
-    result: RESULTS
-
-    @property
-    def successful(self) -> Bool[Array, "..."]:
-        """Whether the call succeeded (elementwise over a batch)."""
-        return self.result == RESULTS.successful
-
-
-def real_dtype(dtype) -> jnp.dtype:
-    """The real dtype of the same precision (float32 for complex64, and so on)."""
-    return jnp.finfo(dtype).dtype
+# Most operator products one Taylor action step may use. A step of degree m covers a
+# shifted norm ||h (A - cI)|| of about m - 5.6 sqrt(m) at rtol 1e-13 (44 for m = 100),
+# so higher degrees need fewer products per unit of ||tA|| on dissipative problems; on
+# oscillatory ones rounding caps the step well below that, and a rejected step of a high
+# degree costs more. 100 balances the two (150: 12% fewer products on a Markov chain,
+# 20% more on a skew-symmetric generator). The series stops early when fewer terms suffice.
+ACTION_DEGREE = 100
 
 
 def is_double(dtype) -> bool:
-    return real_dtype(dtype) == jnp.float64
+    return jnp.finfo(dtype).bits == 64
 
 
-def default_tolerances(dtype) -> tuple[float, float]:
-    """`(rtol, atol)` used when neither `rtol`, `atol` nor a controller is given."""
+def default_tolerances(solver: diffrax.AbstractSolver, dtype) -> tuple[float, float]:
+    """`(rtol, atol)` used when neither `rtol`, `atol` nor a controller is given: a Magnus
+    solver's own `tolerances`, else `1e-13` in double and `1e-6` in single precision."""
+    if isinstance(solver, AbstractMagnus):
+        tolerance = solver.tolerances[0 if is_double(dtype) else 1]
+        return tolerance, tolerance
     return (1e-13, 1e-13) if is_double(dtype) else (1e-6, 1e-6)
 
 
-def default_solver(dtype, generator, adjoint, rtol) -> diffrax.AbstractSolver:
-    """The solver used when `solver=None`.
+def default_solver(
+    generator: AbstractGenerator,
+    dtype,
+    *,
+    operator_valued: bool,
+    adjoint: diffrax.AbstractAdjoint,
+    rtol: float | None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None,
+    exponential: bool,
+) -> diffrax.AbstractSolver:
+    """The solver used when `solver=None`, for a generator whose values are sparse or
+    matrix-free operators (`operator_valued`) or dense matrices:
 
-    For a constant generator: `odeexpm.Taylor`, of the lowest degree `m` whose first
-    omitted term `1/(m+1)!` is ten times below `rtol` (16 at the double-precision
-    default), so that a step over an interval with `||hA|| <= 1` is accepted at once.
-    Otherwise (time-dependent generators, or `BacksolveAdjoint`, whose adjoint equation
-    Taylor cannot solve) an explicit Runge-Kutta method: Dormand-Prince 8(5,3) in double
-    precision, where tight tolerances reward a high order, and Tsit5 in single precision.
+    - with `diffrax.BacksolveAdjoint`, whose adjoint equation is no linear ODE of the
+      form the other solvers take: `diffrax.Dopri8()` in double precision, where tight
+      tolerances reward a high order, and `diffrax.Tsit5()` in single precision;
+    - for `expm` (`exponential`): `Taylor`, of the lowest degree `m` whose first omitted
+      term `1/(m+1)!` is ten times below `rtol` (16 at the double-precision default), so
+      that a step over an interval with `||hA|| <= 1` is accepted at once;
+    - for a constant sparse or matrix-free operator (`expm_multiply`): `Taylor` action
+      steps of up to `ACTION_DEGREE` products, the series stopping at `rtol`;
+    - for a time-dependent operator: Dopri8 (Tsit5 in single precision);
+    - for a dense generator: `Magnus8` where its precomputed commutators pay (a
+      `Modulated` generator with one control and `12 <= n <= 427`, or two and
+      `98 <= n <= 146`), otherwise `Magnus6`: unitary steps for skew-Hermitian `A`.
     """
-    if isinstance(generator, Constant) and not isinstance(adjoint, diffrax.BacksolveAdjoint):
+    runge_kutta = diffrax.Dopri8() if is_double(dtype) else diffrax.Tsit5()
+    if isinstance(adjoint, diffrax.BacksolveAdjoint):
+        return runge_kutta
+    if exponential:
         if rtol is None or isinstance(rtol, jax.core.Tracer):
             # The degree is static: a traced tolerance gets the dtype's default one.
-            rtol = default_tolerances(dtype)[0]
+            rtol = default_tolerances(Taylor(), dtype)[0]
         degree = 1
         while math.factorial(degree + 1) * rtol < 10:
             degree += 1
         return Taylor(degree=degree)
-    return diffrax.Dopri8() if is_double(dtype) else diffrax.Tsit5()
+    if operator_valued:
+        if isinstance(generator, Constant):
+            tolerance = _series_tolerance(rtol, stepsize_controller, dtype)
+            return Taylor(degree=ACTION_DEGREE, tolerance=tolerance)
+        return runge_kutta
+    if Commutators.pay(generator, Magnus8.commutator_depth):
+        return Magnus8()
+    return Magnus6()
 
 
-def make_controller(stepsize_controller, rtol, atol, dtype):
+def _series_tolerance(rtol, stepsize_controller, dtype) -> float:
+    """Where the Taylor action series stops: the relative tolerance the solve is asked for."""
+    if isinstance(rtol, (int, float)):
+        return float(rtol)
+    if isinstance(stepsize_controller, diffrax.PIDController):
+        controller_rtol = stepsize_controller.rtol
+        if isinstance(controller_rtol, (int, float)) and 0 < controller_rtol < 1:
+            return float(controller_rtol)
+    return default_tolerances(Taylor(), dtype)[0]
+
+
+def make_controller(stepsize_controller, rtol, atol, defaults: tuple[float, float]):
+    """The step-size controller: `stepsize_controller`, or a `PIDController` from the
+    `rtol`/`atol` shortcut (one given: the other takes its value; none: `defaults`)."""
     if stepsize_controller is not None:
         if rtol is not None or atol is not None:
             raise ValueError(
@@ -100,7 +118,7 @@ def make_controller(stepsize_controller, rtol, atol, dtype):
             )
         return stepsize_controller
     if rtol is None and atol is None:
-        rtol, atol = default_tolerances(dtype)
+        rtol, atol = defaults
     elif atol is None:
         atol = rtol
     elif rtol is None:
@@ -108,7 +126,7 @@ def make_controller(stepsize_controller, rtol, atol, dtype):
     return diffrax.PIDController(rtol=rtol, atol=atol)
 
 
-def clip_to_times(controller, generator, saveat, time_dtype):
+def _clip_to_times(controller, generator, saveat, time_dtype):
     """An adaptive `controller` that also steps exactly to the generator's jump times and
     to the saved times `saveat.subs.ts` (so outputs are never interpolated)."""
     jump_ts, step_ts = generator.jump_ts, saveat.subs.ts
@@ -116,13 +134,16 @@ def clip_to_times(controller, generator, saveat, time_dtype):
         jump_ts is None and step_ts is None
     ):
         return controller
-    as_times = lambda ts: None if ts is None else jnp.asarray(ts, time_dtype)
+
+    def as_times(ts):
+        return None if ts is None else jnp.asarray(ts, time_dtype)
+
     return diffrax.ClipStepSizeController(
         controller, step_ts=as_times(step_ts), jump_ts=as_times(jump_ts)
     )
 
 
-def as_time(x, time_dtype):
+def _as_time(x, time_dtype):
     """A time for diffrax in `time_dtype`.
 
     A Python number stays one where it would become `time_dtype` anyway: diffrax checks
@@ -136,48 +157,19 @@ def as_time(x, time_dtype):
     return jnp.asarray(x, time_dtype)
 
 
-def outcome(y, stats: dict, result: RESULTS, bad_input, num_squarings=0) -> tuple[Array, Stats]:
-    """The answer and `Stats` of a public function, from its solve's output.
-
-    Flags an overflowed answer and non-finite input (`bad_input`) in the result, and
-    replaces a failed answer by NaN: a partial solve is never handed out as a number.
-    """
-    finite = jnp.all(jnp.isfinite(y))
-    # A solve whose state grows past sqrt(max) stalls instead of overflowing: the
-    # controller's error norm squares the state, overflows, and rejects every step until
-    # the budget runs out. diffrax hands back the last accepted state, so that is seen here.
-    # (Or the step accepted an infinite state, and the solve never reached its end.)
-    exhausted = result == RESULTS.max_steps_reached
-    stalled = exhausted & (_beyond_norm_range(y) | jnp.logical_not(finite))
-    overflow = (jnp.logical_not(finite) & (result == RESULTS.successful)) | stalled
-    result = RESULTS.where(overflow, RESULTS.overflow, result)
-    result = RESULTS.where(bad_input, RESULTS.nonfinite_values, result)
-    y = jnp.where(result == RESULTS.successful, y, jnp.nan)
-    return y, Stats(
-        num_steps=stats["num_steps"],
-        num_accepted_steps=stats["num_accepted_steps"],
-        num_rejected_steps=stats["num_rejected_steps"],
-        num_squarings=jnp.asarray(num_squarings, jnp.int32),
-        result=result,
-    )
-
-
-def _beyond_norm_range(y) -> Array:
-    magnitude = jnp.abs(y)
-    largest = jnp.sqrt(jnp.finfo(magnitude.dtype).max)
-    return jnp.any(jnp.where(jnp.isfinite(magnitude), magnitude, 0) > largest)
-
-
-def raise_if_failed(x, result: RESULTS, max_steps) -> Any:
-    """Raises an error naming the failure recorded in `result` (under jit and vmap too)."""
-    x = eqx.error_if(
-        x,
-        result == RESULTS.max_steps_reached,
-        f"odeexpm: the ODE solver used its whole step budget (max_steps={max_steps}) "
-        "before reaching the final time. Increase `max_steps`, loosen `rtol`/`atol`, "
-        "use a stiff solver, or (for `expm`) let it scale with `squarings=None`.",
-    )
-    return result.error_if(x, result != RESULTS.successful)
+def _check_combination(solver, adjoint, exponential: bool) -> None:
+    if isinstance(adjoint, diffrax.BacksolveAdjoint) and isinstance(solver, AbstractLinearSolver):
+        raise ValueError(
+            "odeexpm: diffrax.BacksolveAdjoint solves an augmented adjoint system with "
+            f"the same solver, and odeexpm.{type(solver).__name__} handles only "
+            "dy/dt = A(t) y. Use the default RecursiveCheckpointAdjoint with it, or a "
+            "Runge-Kutta solver (e.g. diffrax.Dopri8()) with BacksolveAdjoint."
+        )
+    if isinstance(adjoint, FrechetAdjoint) and not exponential:
+        raise ValueError(
+            "odeexpm.FrechetAdjoint differentiates exp(tA) of a constant matrix: it "
+            "applies to odeexpm.expm only. Use a diffrax adjoint here."
+        )
 
 
 def solve_linear(
@@ -186,7 +178,7 @@ def solve_linear(
     t0,
     t1,
     *,
-    args=None,
+    args: PyTree = None,
     saveat: diffrax.SaveAt | None = None,
     dt0=None,
     solver: diffrax.AbstractSolver | None = None,
@@ -195,8 +187,12 @@ def solve_linear(
     atol: float | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
     max_steps: int | None = 4096,
-) -> tuple[Any, dict, RESULTS]:
+    exponential: bool = False,
+) -> tuple[PyTree, dict, RESULTS]:
     """Solves `dy/dt = generator(t, args) @ y`, `y(t0) = y0` with `diffrax.diffeqsolve`.
+
+    `exponential` marks the solves of `expm` (a dense constant generator propagating the
+    identity, to be squared), which the default solver treats apart.
 
     Returns `(ys, stats, result)` with diffrax's `ys`, `stats` dictionary and `result`
     (promoted to `odeexpm.RESULTS`). Never raises on a failed solve: callers report the
@@ -205,17 +201,24 @@ def solve_linear(
     dtype = y0.dtype
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     if solver is None:
-        solver = default_solver(dtype, generator, adjoint, rtol)
-    controller = make_controller(stepsize_controller, rtol, atol, dtype)
+        value = eqx.filter_eval_shape(generator, t0, args)  # A(t0, args): shapes only
+        solver = default_solver(
+            generator, dtype, operator_valued=is_operator(value), adjoint=adjoint,
+            rtol=rtol, stepsize_controller=stepsize_controller, exponential=exponential,
+        )  # fmt: skip
+    _check_combination(solver, adjoint, exponential)
+    controller = make_controller(
+        stepsize_controller, rtol, atol, default_tolerances(solver, dtype)
+    )
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
-    time_dtype = real_dtype(dtype)
-    controller = clip_to_times(controller, generator, saveat, time_dtype)
-    sol = diffrax.diffeqsolve(
+    time_dtype = jnp.finfo(dtype).dtype
+    controller = _clip_to_times(controller, generator, saveat, time_dtype)
+    solution = diffrax.diffeqsolve(
         LinearTerm(split_complex(generator)),
         solver,
-        as_time(t0, time_dtype),
-        as_time(t1, time_dtype),
-        as_time(dt0, time_dtype),
+        _as_time(t0, time_dtype),
+        _as_time(t1, time_dtype),
+        _as_time(dt0, time_dtype),
         split_complex(y0),
         split_complex(args),  # complex args too travel as real pairs (LinearTerm merges them)
         saveat=saveat,
@@ -224,4 +227,37 @@ def solve_linear(
         max_steps=max_steps,
         throw=False,
     )
-    return merge_complex(sol.ys), sol.stats, RESULTS.promote(sol.result)
+    return merge_complex(solution.ys), solution.stats, RESULTS.promote(solution.result)
+
+
+def without_nonfinite(tree: PyTree) -> tuple[PyTree, Bool[Array, ""]]:
+    """`(tree', bad)`: whether any inexact array in `tree` holds a NaN or an infinity,
+    and `tree` with every inexact array zeroed where so. A NaN would make the step-size
+    controller reject every step: a harmless problem is solved instead, and the bad input
+    reported (`outcome`)."""
+    leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
+    bad = jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
+    zeroed = jtu.tree_map(lambda x: jnp.where(bad, 0, x) if eqx.is_inexact_array(x) else x, tree)
+    return zeroed, bad
+
+
+@eqx.filter_jit
+def compiled(
+    single: Callable[..., tuple[Array, Stats]],
+    inputs: tuple,
+    *,
+    batch_ndim: int,
+    in_axes: tuple,
+    throw: bool,
+    max_steps: int | None,
+) -> tuple[Array, Stats]:
+    """`single(*inputs) -> (y, stats)`, mapped (`jax.vmap`) over `batch_ndim` leading
+    axes of the inputs marked in `in_axes`, compiled once per structure, shapes, dtypes
+    and options (`single` is an `equinox.Partial`), and raising failures where `throw`
+    (under `jax.jit` too)."""
+    for _ in range(batch_ndim):
+        single = jax.vmap(single, in_axes=in_axes)
+    y, stats = single(*inputs)
+    if throw:
+        y = raise_if_failed(y, stats.result, max_steps)
+    return y, stats

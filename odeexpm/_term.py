@@ -1,10 +1,12 @@
 """The diffrax term of a linear ODE: `dy/dt = A(t, args) @ y`, carrying `A` itself."""
 
 import diffrax
-import equinox as eqx
-import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, Real
+from jaxtyping import PyTree
+
+from ._complex import merge_complex, split_complex
+from ._generator import AbstractGenerator
+from ._operator import apply
 
 
 class LinearTerm(diffrax.AbstractTerm):
@@ -16,19 +18,27 @@ class LinearTerm(diffrax.AbstractTerm):
     accepts an ODE term accepts this one.
 
     Complex arrays (in the state, the generator and `args`) travel through diffrax as
-    `ComplexPair`s of real arrays, since diffrax's own complex support is experimental;
-    products are taken in complex arithmetic.
+    pairs of real arrays, since diffrax's own complex support is experimental; products
+    are taken in complex arithmetic.
+
+    Example:
+        >>> import diffrax, jax.numpy as jnp
+        >>> import odeexpm
+        >>> term = odeexpm.LinearTerm(odeexpm.Constant(jnp.array([[0.0, 1.0], [-1.0, 0.0]])))
+        >>> solution = diffrax.diffeqsolve(
+        ...     term, odeexpm.Magnus4(), 0.0, 1.0, 0.1, jnp.array([1.0, 0.0]),
+        ...     stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+        >>> bool(jnp.allclose(solution.ys[0], jnp.array([jnp.cos(1.0), -jnp.sin(1.0)])))
+        True
     """
 
-    generator: object
+    generator: AbstractGenerator
 
     def matrix(self, t, args):
         """The generator `A(t, args)`, complex again if it is complex."""
         return merge_complex(self.generator)(t, merge_complex(args))
 
     def vf(self, t, y, args):
-        from ._operators import apply  # (operators are built on generators and terms)
-
         return split_complex(apply(self.matrix(t, args), merge_complex(y)))
 
     def contr(self, t0, t1, **kwargs):
@@ -38,54 +48,24 @@ class LinearTerm(diffrax.AbstractTerm):
         return jtu.tree_map(lambda v: control * v, vf)
 
 
-def unwrap_term(terms):
-    """`(term, direction)`: diffrax hands solvers its terms in a private `WrapTerm` that
-    flips time for backward integration (`direction = -1`)."""
+def linear_term(terms: PyTree, solver_name: str) -> tuple[LinearTerm, int]:
+    """`(term, direction)`: the `LinearTerm` a solver was handed, and the direction of
+    time diffrax integrates in (`-1` backwards); a clear error for any other term.
+
+    diffrax hands solvers their terms inside a private wrapper (fields `term` and
+    `direction`) that flips time for backward integration; it is recognised by those
+    fields, as diffrax does not export it.
+    """
     direction = 1
-    while hasattr(terms, "term") and hasattr(terms, "direction"):
+    while not isinstance(terms, LinearTerm) and hasattr(terms, "term") and hasattr(terms, "direction"):
         direction = direction * terms.direction
         terms = terms.term
-    return terms, direction
-
-
-def generator_matrix(terms, t, args, solver_name: str):
-    """`A(t, args)` of the linear term a solver was handed.
-
-    Solvers that need the generator itself
-    (not only products with it) call this, and refuse other terms with a clear error.
-    """
-    terms, direction = unwrap_term(terms)
     if not isinstance(terms, LinearTerm):
         raise TypeError(
             f"{solver_name} solves linear ODEs only: it needs the generator A(t), which "
             f"an odeexpm.LinearTerm carries; got {type(terms).__name__}. Use it through "
-            "odeexpm's functions (and not with diffrax.BacksolveAdjoint, whose adjoint "
-            "equation is not of this form)."
+            "odeexpm's functions (or pass odeexpm.LinearTerm(generator) to "
+            "diffrax.diffeqsolve), and not with diffrax.BacksolveAdjoint, whose adjoint "
+            "equation is not of this form."
         )
-    return terms.matrix(t * direction, args)
-
-
-class ComplexPair(eqx.Module):
-    """A complex array stored as its real and imaginary parts."""
-
-    real: Real[Array, "..."]
-    imag: Real[Array, "..."]
-
-
-def _is_pair(x) -> bool:
-    return isinstance(x, ComplexPair)
-
-
-def split_complex(tree):
-    """Every complex array leaf of `tree` as a `ComplexPair`; real leaves unchanged."""
-    return jtu.tree_map(
-        lambda x: ComplexPair(x.real, x.imag) if eqx.is_array(x) and jnp.iscomplexobj(x) else x,
-        tree,
-    )
-
-
-def merge_complex(tree):
-    """The inverse of `split_complex`."""
-    return jtu.tree_map(
-        lambda x: x.real + 1j * x.imag if _is_pair(x) else x, tree, is_leaf=_is_pair
-    )
+    return terms, direction

@@ -3,7 +3,8 @@
 - `pade_expm`, `pade_frechet`: the closed form (scaling and squaring with Padé
   approximants) from `jax.scipy.linalg`.
 - `mp_expm`, `mp_frechet`: mpmath at a chosen number of decimal digits, for forward and
-  derivative references on hard matrices.
+  derivative references on hard matrices (mpmath is imported when they are first
+  called; it comes with the `harness` and `test` extras).
 - `taylor_expm`: the naive truncated Taylor series, kept only to show why it fails.
 """
 
@@ -12,7 +13,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-import mpmath
 import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact
 
@@ -51,13 +51,27 @@ def pade_frechet(
     return jsl.expm_frechet(jnp.asarray(A), jnp.asarray(E), compute_expm=False)
 
 
-def _to_mp(A) -> "mpmath.matrix":
+def _mpmath():
+    # Imported on first use: `import odeexpm` loads none of the harness's dependencies.
+    try:
+        import mpmath
+    except ImportError as error:
+        raise ImportError(
+            "odeexpm.reference.mp_expm and mp_frechet need mpmath: pip install "
+            "'odeexpm[harness]' (or mpmath)."
+        ) from error
+    return mpmath
+
+
+def _to_mp(A):
+    mpmath = _mpmath()
     A = np.asarray(A)
     return mpmath.matrix([[mpmath.mpmathify(complex(x) if np.iscomplexobj(A) else float(x))
                            for x in row] for row in A])
 
 
 def _from_mp(M, n_rows: int, n_cols: int, complex_: bool) -> np.ndarray:
+    mpmath = _mpmath()
     dtype = np.complex128 if complex_ else np.float64
     out = np.empty((n_rows, n_cols), dtype)
     for i in range(n_rows):
@@ -81,6 +95,7 @@ def mp_expm(A: ArrayLike, dps: int = 50) -> np.ndarray:
     A = np.asarray(A)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"mp_expm: A must have shape (n, n); got {A.shape}.")
+    mpmath = _mpmath()
     with mpmath.workdps(dps):
         X = mpmath.expm(_to_mp(A))
         return _from_mp(X, *A.shape, np.iscomplexobj(A))
@@ -99,6 +114,7 @@ def mp_frechet(A: ArrayLike, E: ArrayLike, dps: int = 50) -> np.ndarray:
     A, E = np.asarray(A), np.asarray(E)
     n = A.shape[0]
     block = np.block([[A, E], [np.zeros_like(A), A]])
+    mpmath = _mpmath()
     with mpmath.workdps(dps):
         X = mpmath.expm(_to_mp(block))
         upper_right = X[0:n, n : 2 * n]

@@ -11,7 +11,7 @@ import pytest
 import odeexpm
 from odeexpm.reference import mp_expm, pade_expm
 
-from helpers import random_matrix, rel_err
+from .helpers import random_matrix, rel_err
 
 
 def laplacian(n):

@@ -17,9 +17,10 @@ import scipy.sparse.linalg as spla
 from jax.experimental import sparse
 
 import odeexpm
-from odeexpm._operators import UNROLLED_WIDTH, SparseOperator, plan_layout
+from odeexpm._operator import SparseOperator, plan_layout
+from odeexpm._operator.layout import UNROLLED_WIDTH
 
-from helpers import rel_err
+from .helpers import rel_err
 
 N, K, T = 8, 3, 1.5
 

@@ -9,7 +9,7 @@ import pytest
 import odeexpm
 from odeexpm.reference import mp_frechet, pade_expm, pade_frechet
 
-from helpers import random_matrix, rel_err
+from .helpers import random_matrix, rel_err
 
 REVERSE = {
     "frechet": None,  # the default, odeexpm.FrechetAdjoint

@@ -12,7 +12,7 @@ import odeexpm
 from odeexpm import harness
 from odeexpm.reference import pade_expm
 
-from helpers import rel_err
+from .helpers import rel_err
 
 SUITES = ["hard", "stiff", "large_norm", "nonnormal", "skew"]
 # Cases whose exponential is ill-conditioned: rounding the input alone costs this much.

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import odeexpm
 
-from helpers import rel_err
+from .helpers import rel_err
 
 N = 5
 expm = jax.jit(odeexpm.expm)

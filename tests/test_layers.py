@@ -11,7 +11,7 @@ import pytest
 import odeexpm
 from odeexpm.reference import pade_expm
 
-from helpers import rel_err
+from .helpers import rel_err
 
 SIZE = 5
 

@@ -10,12 +10,14 @@ import scipy.integrate
 import scipy.linalg
 
 import odeexpm
-from odeexpm._magnus import (
-    MAX_SQUARINGS, THETA, Commutators, Samples, _lie_basis, default_solver, expm_step, matmul,
-)
-from odeexpm._term import merge_complex, split_complex
+from odeexpm._complex import merge_complex, split_complex
+from odeexpm._linalg import matmul
+from odeexpm._solve import default_solver
+from odeexpm._solver.commutators import Commutators, _lie_basis
+from odeexpm._solver.exponential import MAX_STEP_SQUARINGS, THETA, step_exponential
+from odeexpm._solver.magnus import Samples
 
-from helpers import rel_err
+from .helpers import rel_err
 
 rng = np.random.default_rng(3)
 _h = rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4))
@@ -78,7 +80,7 @@ def test_magnus4_commutators_of_modulated():
     # For a Modulated generator Magnus4 builds Omega from the precomputed commutator
     # [A0, A1] instead of matrix products: the same method, to rounding.
     A = odeexpm.Modulated(-1j * H0, -1j * H1[None], [lambda t, args: jnp.sin(2 * t)])
-    assert isinstance(odeexpm.Magnus4().prepare(A), odeexpm.WithCommutators)
+    assert isinstance(commutators_of(odeexpm.Magnus4(), A), Commutators)
     U = odeexpm.propagator(
         A, 0.0, 2.0, solver=odeexpm.Magnus4(), stepsize_controller=diffrax.ConstantStepSize(),
         dt0=jnp.asarray(2.0 / 8), max_steps=4000,
@@ -94,13 +96,19 @@ def test_runge_kutta_drifts_from_unitarity():
     assert drift(fixed_steps(MAGNUS["Magnus6"], 40.0, 400)) < 1e-13
 
 
+def commutators_of(solver, generator):
+    """What `solver.init` computes once per solve: the commutators its steps use."""
+    return solver.init(odeexpm.LinearTerm(generator), 0.0, 1.0, None, None)
+
+
 def local_step(solver, t, h):
     generator = odeexpm.FromFunction(hermitian_driven)
     if isinstance(solver, odeexpm.Magnus8):
-        generator = solver.prepare(MODULATED)
+        generator = MODULATED
     term = odeexpm.LinearTerm(generator)
     y0 = jnp.eye(4, dtype=complex)
-    y1, y_error, ok = solver._step(Samples(term, None), t, h, y0)
+    samples = Samples(term, None, commutators_of(solver, generator))
+    y1, y_error, ok = solver.advance(samples, t, h, y0)
     assert bool(ok)
     return np.asarray(y1), np.linalg.norm(np.asarray(y_error))
 
@@ -143,12 +151,20 @@ def test_magnus8_needs_modulated():
         odeexpm.propagator(hermitian_driven, 0.0, 1.0, solver=odeexpm.Magnus8())
 
 
+def propagator_solver(generator):
+    """The solver `odeexpm.propagator` picks by default for a dense generator."""
+    return default_solver(
+        generator, jnp.complex128, operator_valued=False, adjoint=None, rtol=None,
+        stepsize_controller=None, exponential=False,
+    )  # fmt: skip
+
+
 def test_default_solver():
     # Magnus8 where its commutators pay (one control, n >= 12), Magnus6 otherwise.
     big = odeexpm.Modulated(jnp.zeros((16, 16)), jnp.ones((1, 16, 16)), [jnp.sin])
-    assert isinstance(default_solver(big), odeexpm.Magnus8)
-    assert isinstance(default_solver(MODULATED), odeexpm.Magnus6)
-    assert isinstance(default_solver(odeexpm.FromFunction(hermitian_driven)), odeexpm.Magnus6)
+    assert isinstance(propagator_solver(big), odeexpm.Magnus8)
+    assert isinstance(propagator_solver(MODULATED), odeexpm.Magnus6)
+    assert isinstance(propagator_solver(odeexpm.FromFunction(hermitian_driven)), odeexpm.Magnus6)
 
 
 @pytest.mark.parametrize("m, d", [(2, 6), (3, 4)])
@@ -179,7 +195,7 @@ def test_expm_step(dtype, norm):
     if jnp.iscomplexobj(jnp.zeros((), dtype)):
         x = x + 1j * rng.standard_normal((5, 5))
     x = norm * x / np.abs(x).sum(axis=0).max()
-    e, ok = expm_step(jnp.asarray(x, dtype))
+    e, ok = step_exponential(jnp.asarray(x, dtype))
     assert bool(ok) and e.dtype == dtype
     assert rel_err(e, scipy.linalg.expm(x)) < 100 * jnp.finfo(dtype).eps
 
@@ -189,10 +205,10 @@ def test_expm_step_is_unitary_and_refuses_large_norms():
     h = rng.standard_normal((8, 8)) + 1j * rng.standard_normal((8, 8))
     omega = -1j * (h + h.conj().T)
     omega = 7.0 * omega / np.abs(omega).sum(axis=0).max()
-    e, _ = expm_step(jnp.asarray(omega))
+    e, _ = step_exponential(jnp.asarray(omega))
     assert np.linalg.norm(np.conj(e).T @ e - np.eye(8)) < 1e-14
     theta = THETA["double"]
-    _, ok = expm_step(jnp.asarray(1.01 * theta * 2**MAX_SQUARINGS * omega / 7.0))
+    _, ok = step_exponential(jnp.asarray(1.01 * theta * 2**MAX_STEP_SQUARINGS * omega / 7.0))
     assert not bool(ok)
 
 
@@ -203,7 +219,7 @@ def test_large_norm_generator_takes_several_steps():
     U, stats = odeexpm.propagator(A, 0.0, 1.0, return_stats=True)
     exact = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
     assert rel_err(U, exact) < 1e-11
-    assert int(stats.num_accepted_steps) >= theta / (THETA["double"] * 2**MAX_SQUARINGS)
+    assert int(stats.num_accepted_steps) >= theta / (THETA["double"] * 2**MAX_STEP_SQUARINGS)
 
 
 @pytest.mark.parametrize("n", [5, 40])
@@ -245,7 +261,7 @@ def test_default_magnus8_accuracy():
     h0, h1 = (rng.standard_normal((16, 16)) + 1j * rng.standard_normal((16, 16)) for _ in range(2))
     h0, h1 = (h0 + h0.conj().T) / 8, (h1 + h1.conj().T) / 8
     A = odeexpm.Modulated(-1j * h0, -1j * h1[None], lambda t, a: a * jnp.cos(1.5 * t))
-    assert isinstance(default_solver(A), odeexpm.Magnus8)
+    assert isinstance(propagator_solver(A), odeexpm.Magnus8)
     U = odeexpm.propagator(A, 0.0, 6.0, args=0.8)
 
     def f(t, u):

@@ -13,8 +13,9 @@ import scipy.integrate
 import scipy.linalg
 
 import odeexpm
+from odeexpm._solver.commutators import Commutators
 
-from helpers import random_matrix, rel_err
+from .helpers import random_matrix, rel_err
 
 X = np.array([[0.0, 1.0], [1.0, 0.0]])
 Y = np.array([[0.0, -1j], [1j, 0.0]])
@@ -287,7 +288,9 @@ def exact_infidelity_and_derivative(drift, amplitudes, d_drift, d_amplitudes):
 
 def test_reverse_gradient_of_generator_arrays():
     A = control_generator(jnp.asarray(DRIFT), jnp.asarray(AMPLITUDES))
-    assert isinstance(odeexpm.Magnus6().prepare(A), odeexpm.WithCommutators)
+    # Magnus6 (the default here) computes the commutators of A's matrices once per solve.
+    commutators = odeexpm.Magnus6().init(odeexpm.LinearTerm(A), 0.0, 1.0, None, None)
+    assert isinstance(commutators, Commutators)
     value, grads = jax.value_and_grad(lambda A: infidelity(odeexpm.propagator(A, 0.0, 2.5)))(A)
     assert abs(value - exact_infidelity_and_derivative(DRIFT, AMPLITUDES, 0 * DRIFT, 0 * AMPLITUDES)[0]) < 1e-10
     # Each amplitude, and a random direction of the (complex) drift: for a real loss,

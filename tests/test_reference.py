@@ -5,7 +5,7 @@ import numpy as np
 
 from odeexpm.reference import mp_expm, mp_frechet, pade_expm, pade_frechet, taylor_expm
 
-from helpers import random_matrix, rel_err
+from .helpers import random_matrix, rel_err
 
 WARD = np.array([[-49.0, 24.0], [-64.0, 31.0]])
 

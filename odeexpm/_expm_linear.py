@@ -91,7 +91,7 @@ class ExpmLinear(eqx.Module):
             )
         # No dtype: JAX's default float, which follows `jax_enable_x64` (as equinox does).
         dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64) if dtype is None else dtype)
-        if dtype not in [jnp.dtype(d) for d in SUPPORTED_DTYPES]:
+        if dtype not in SUPPORTED_DTYPES:
             raise TypeError(
                 f"{caller}: `dtype` must be float32, float64, complex64 or complex128; "
                 f"got {dtype}."

@@ -1,0 +1,26 @@
+"""`FromFunction`: a plain callable as a generator."""
+
+from collections.abc import Callable
+
+from .base import AbstractGenerator
+
+
+class FromFunction(AbstractGenerator):
+    """A plain callable `fn(t, args) -> (n, n)` as a generator (what `odeexpm.propagator`
+    wraps functions in). Arrays it closes over are constants, not parameters: to
+    differentiate with respect to them pass them in `args`, or write an
+    `AbstractGenerator` subclass. Taken to be smooth in time (no jump times).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import odeexpm
+        >>> A = odeexpm.FromFunction(lambda t, args: t * jnp.eye(2))
+        >>> A(2.0).tolist()
+        [[2.0, 0.0], [0.0, 2.0]]
+    """
+
+    fn: Callable
+    jump_ts = None
+
+    def __call__(self, t, args=None):
+        return self.fn(t, args)

@@ -1,0 +1,14 @@
+"""Operators: what a generator offers when no dense matrix is formed (products, and a
+disk holding the spectrum)."""
+
+from .base import AbstractOperator as AbstractOperator, Renumbering as Renumbering
+from .combination import OperatorCombination as OperatorCombination
+from .convert import apply as apply, as_operator as as_operator, is_operator as is_operator
+from .dense import DenseOperator as DenseOperator
+from .layout import SparseLayout as SparseLayout, plan_layout as plan_layout
+from .lineax import LineaxOperator as LineaxOperator
+from .sparse import (
+    CooOperator as CooOperator,
+    EllOperator as EllOperator,
+    SparseOperator as SparseOperator,
+)

@@ -1,0 +1,184 @@
+"""Sparse matrices as operators.
+
+- `SparseOperator`: the values of a BCOO/BCSR matrix whose indices are concrete, with
+  their `SparseLayout` (planned on the host); its fast form is an `EllOperator`.
+- `EllOperator`: the sliced ELLPACK form, products by a few fused gathers.
+- `CooOperator`: a BCOO matrix whose indices are traced (built inside `jax.jit`), where
+  no layout can be planned: products by gather and `segment_sum`.
+
+The values are differentiable (gathered from `data`); the indices are not. Each has a
+Gershgorin disk.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Inexact, Int
+
+from .base import AbstractOperator, Renumbering, gershgorin_disk
+from .layout import UNROLLED_WIDTH, SparseLayout, cached_layout
+
+
+class EllGroup(eqx.Module):
+    """Rows `rows` of a sparse matrix padded to a common width `w`: entry `j` of row
+    `rows[i]` is `values[j, i]` in column `columns[j, i]` (padding: value 0, column of
+    the row itself)."""
+
+    values: Inexact[Array, "w m"]
+    columns: Int[Array, "w m"]
+    rows: Int[Array, " m"]
+
+    def mv(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "m *k"]:
+        width = self.values.shape[0]
+        expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
+        if width <= UNROLLED_WIDTH:
+            # One fused loop of `width` gathers; no intermediate `(w, m)` array.
+            return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
+        gathered = y[self.columns.T]  # (m, w) or (m, w, k)
+        values = self.values.T if y.ndim == 1 else self.values.T[..., None]
+        return jnp.sum(values * gathered, axis=1)
+
+    def gershgorin_parts(self):
+        """The group's diagonal entries, off-diagonal absolute row sums, and its
+        off-diagonal absolute values with their columns (for column sums)."""
+        on_diagonal = self.columns == self.rows[None, :]
+        diagonal = jnp.where(on_diagonal, self.values, 0)
+        off_diagonal = jnp.where(on_diagonal, 0, jnp.abs(self.values))
+        if self.values.shape[0] <= UNROLLED_WIDTH:
+            # Unrolled, as in `mv`: the compiler's reductions over a short leading axis
+            # are many times slower than a fused elementwise sum.
+            sums = sum(diagonal), sum(off_diagonal)
+        else:
+            sums = jnp.sum(diagonal, axis=0), jnp.sum(off_diagonal, axis=0)
+        return sums + (off_diagonal.reshape(-1), self.columns.reshape(-1))
+
+
+class EllOperator(AbstractOperator):
+    """A sparse matrix as sliced ELLPACK groups, in group order: the rows of group `g`
+    are numbered after those of groups `< g` (see `SparseLayout`). The fast form of a
+    `SparseOperator`; products are one fused loop per group.
+
+    `off_diagonal_by_column[j, c]` is the `j`-th off-diagonal entry of column `c`
+    (padded with zeros), for the column sums of the Gershgorin disk without a scatter;
+    `None` when the columns are too irregular to pad (then a `segment_sum` is used).
+    """
+
+    groups: tuple[EllGroup, ...]
+    off_diagonal_by_column: Inexact[Array, "wc n"] | None
+    n: int = eqx.field(static=True)
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dtype(self):
+        return self.groups[0].values.dtype
+
+    def mv(self, y):
+        parts = [group.mv(y) for group in self.groups]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+    def disk(self):
+        parts = [group.gershgorin_parts() for group in self.groups]
+        diagonal, row_radii = (jnp.concatenate([p[i] for p in parts]) for i in range(2))
+        if self.off_diagonal_by_column is not None:
+            column_radii = sum(jnp.abs(row) for row in self.off_diagonal_by_column)
+        else:
+            off_values, off_columns = (jnp.concatenate([p[i] for p in parts]) for i in (2, 3))
+            column_radii = jax.ops.segment_sum(off_values, off_columns, num_segments=self.n)
+        return gershgorin_disk(diagonal, row_radii, column_radii)
+
+    def fast_form(self):
+        return self, None
+
+
+class SparseOperator(AbstractOperator):
+    """A sparse matrix: its stored values `data` and their `SparseLayout`.
+
+    Its fast form gathers the values into sliced ELLPACK form (an `EllOperator`, rows in
+    group order), inside the compiled function: the values are gathered from `data`, so
+    gradients reach it. Build one with `SparseOperator.from_bcoo(A)` (the indices must
+    be concrete: outside `jax.jit`, or closed over).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jax.experimental import sparse
+        >>> from odeexpm._operator import SparseOperator
+        >>> A = sparse.BCOO.fromdense(jnp.array([[-1.0, 2.0], [0.0, -3.0]]))
+        >>> SparseOperator.from_bcoo(A).mv(jnp.array([1.0, 1.0])).tolist()
+        [1.0, -3.0]
+    """
+
+    data: Inexact[Array, " nnz"]
+    layout: SparseLayout
+
+    @classmethod
+    def from_bcoo(cls, A) -> "SparseOperator":
+        return cls(A.data, cached_layout(A.indices, A.shape[0]))
+
+    @property
+    def shape(self):
+        return (self.layout.n, self.layout.n)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def fast_form(self):
+        # Padding slots point one past the data, at an appended zero.
+        padded = jnp.concatenate([self.data, jnp.zeros((1,), self.data.dtype)])
+        layout = self.layout
+        groups = tuple(
+            EllGroup(padded[slots], columns, rows)
+            for slots, columns, rows in zip(layout.slots, layout.columns, layout.rows)
+        )
+        by_column = None if layout.column_slots is None else padded[layout.column_slots]
+        renumbering = (
+            None if layout.permutation is None else Renumbering(layout.permutation, layout.inverse)
+        )
+        return EllOperator(groups, by_column, layout.n), renumbering
+
+    def mv(self, y):
+        operator, renumbering = self.fast_form()
+        if renumbering is None:
+            return operator.mv(y)
+        return renumbering.backward(operator.mv(renumbering.forward(y)))
+
+    def disk(self):
+        return self.fast_form()[0].disk()
+
+
+class CooOperator(AbstractOperator):
+    """A sparse matrix as coordinate lists, for BCOO matrices with traced indices (no
+    layout can be planned inside `jax.jit`): products by gather and `segment_sum`."""
+
+    data: Inexact[Array, " nnz"]
+    rows: Int[Array, " nnz"]
+    columns: Int[Array, " nnz"]
+    n: int = eqx.field(static=True)
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def mv(self, y):
+        data = self.data if y.ndim == 1 else self.data[:, None]
+        return jax.ops.segment_sum(data * y[self.columns], self.rows, num_segments=self.n)
+
+    def disk(self):
+        on_diagonal = self.rows == self.columns
+        diagonal = jax.ops.segment_sum(jnp.where(on_diagonal, self.data, 0), self.rows, self.n)
+        off_diagonal = jnp.where(on_diagonal, 0, jnp.abs(self.data))
+        return gershgorin_disk(
+            diagonal,
+            jax.ops.segment_sum(off_diagonal, self.rows, self.n),
+            jax.ops.segment_sum(off_diagonal, self.columns, self.n),
+        )
+
+    def fast_form(self):
+        return self, None

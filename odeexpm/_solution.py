@@ -1,0 +1,101 @@
+"""What a call returns besides its answer: `RESULTS`, `Stats`, and how failures are
+reported (NaN and a result code with `throw=False`, an error with `throw=True`)."""
+
+from typing import TypeVar
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int
+
+_Y = TypeVar("_Y")
+
+
+class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
+    """Outcomes of a solve: diffrax's, plus the ones odeexpm checks for itself."""
+
+    nonfinite_values = (
+        "odeexpm: the input contains non-finite values (NaN or inf); there is no "
+        "meaningful exponential to return."
+    )
+    overflow = (
+        "odeexpm: the result overflowed (inf or NaN from finite input): exp(tA) exceeds "
+        "the range of the dtype. Use a wider dtype or a smaller t."
+    )
+
+
+class Stats(eqx.Module):
+    """Solver statistics of one call, returned with `return_stats=True`.
+
+    Every field has the batch shape of the call (a scalar for a single matrix).
+
+    - `num_steps`: steps the solver attempted (accepted plus rejected).
+    - `num_accepted_steps`, `num_rejected_steps`: as in `diffrax.Solution.stats`.
+    - `num_squarings`: squarings applied after the ODE solve (0 for a plain solve).
+    - `result`: an `odeexpm.RESULTS` item; `RESULTS.successful` unless something went
+      wrong (with `throw=False` a failure is reported here instead of raised).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import odeexpm
+        >>> X, stats = odeexpm.expm(jnp.array([[0.0, 30.0], [-30.0, 0.0]]), return_stats=True)
+        >>> int(stats.num_squarings), bool(stats.successful)
+        (5, True)
+    """
+
+    num_steps: Int[Array, "*batch"]
+    num_accepted_steps: Int[Array, "*batch"]
+    num_rejected_steps: Int[Array, "*batch"]
+    num_squarings: Int[Array, "*batch"]
+    result: RESULTS
+
+    @property
+    def successful(self) -> Bool[Array, "*batch"]:
+        """Whether the call succeeded (elementwise over a batch)."""
+        return self.result == RESULTS.successful
+
+
+def outcome(
+    y: Array, stats: dict, result: RESULTS, bad_input: Bool[Array, ""], num_squarings=0
+) -> tuple[Array, Stats]:
+    """The answer and `Stats` of a public function, from its solve's output.
+
+    Flags an overflowed answer and non-finite input (`bad_input`) in the result, and
+    replaces a failed answer by NaN: a partial solve is never handed out as a number.
+    """
+    finite = jnp.all(jnp.isfinite(y))
+    # A solve whose state grows past sqrt(max) stalls instead of overflowing: the
+    # controller's error norm squares the state, overflows, and rejects every step until
+    # the budget runs out. diffrax hands back the last accepted state, so that is seen here.
+    # (Or the step accepted an infinite state, and the solve never reached its end.)
+    exhausted = result == RESULTS.max_steps_reached
+    stalled = exhausted & (_beyond_norm_range(y) | jnp.logical_not(finite))
+    overflow = (jnp.logical_not(finite) & (result == RESULTS.successful)) | stalled
+    result = RESULTS.where(overflow, RESULTS.overflow, result)
+    result = RESULTS.where(bad_input, RESULTS.nonfinite_values, result)
+    y = jnp.where(result == RESULTS.successful, y, jnp.nan)
+    return y, Stats(
+        num_steps=stats["num_steps"],
+        num_accepted_steps=stats["num_accepted_steps"],
+        num_rejected_steps=stats["num_rejected_steps"],
+        num_squarings=jnp.asarray(num_squarings, jnp.int32),
+        result=result,
+    )
+
+
+def _beyond_norm_range(y: Array) -> Bool[Array, ""]:
+    magnitude = jnp.abs(y)
+    largest = jnp.sqrt(jnp.finfo(magnitude.dtype).max)
+    return jnp.any(jnp.where(jnp.isfinite(magnitude), magnitude, 0) > largest)
+
+
+def raise_if_failed(x: _Y, result: RESULTS, max_steps: int | None) -> _Y:
+    """Raises an error naming the failure recorded in `result` (under jit and vmap too)."""
+    x = eqx.error_if(
+        x,
+        result == RESULTS.max_steps_reached,
+        f"odeexpm: the ODE solver used its whole step budget (max_steps={max_steps}) "
+        "before reaching the final time. Increase `max_steps`, loosen `rtol`/`atol`, "
+        "use a stiff solver, or (for `expm`) let it scale with `squarings=None`.",
+    )
+    return result.error_if(x, result != RESULTS.successful)

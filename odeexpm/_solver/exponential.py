@@ -1,0 +1,56 @@
+"""The exponential of a Magnus step: the degree-18 Taylor polynomial at `X / 2^s`, with
+`||X / 2^s||_1 <= THETA`, then `s` squarings.
+
+Its truncation error, at most `THETA^19 / 19! e^THETA`, is 1.3e-16 in double and 2e-7
+in single precision, about the unit roundoff: the exponential of a skew-Hermitian
+matrix is unitary to rounding although it is made of matrix products only. THETA is Al-Mohy
+and Higham's backward error bound of degree 18 in double precision (1.09) and in single
+precision (3.01).
+"""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Inexact
+
+from .._linalg import matmul, norm1
+from .polynomial import taylor_polynomial
+
+DEGREE = 18
+THETA = {"double": 1.09, "single": 3.01}
+# Squarings are applied under `lax.cond` inside a `lax.scan` of this length, which every
+# adjoint can differentiate. Reverse mode pays for every iteration, taken or not, so the
+# scan is short: a step with `||Omega||_1 > THETA 2^MAX_STEP_SQUARINGS` (17.4 in double
+# precision, 48 in single) is refused instead. Its error estimate is infinite, and an
+# adaptive controller retries with a smaller step. Accuracy limits steps well below this
+# on time-dependent generators; constant pieces of large norm take several steps.
+MAX_STEP_SQUARINGS = 4
+
+
+def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Bool[Array, ""]]:
+    """`(exp(x), ok)`: the exponential by a Taylor polynomial with scaling and squaring.
+
+    Accurate to rounding for `||x||_1 <= THETA 2^MAX_STEP_SQUARINGS` (17.4 in double
+    precision, 48 in single); `ok` is False beyond, where the result is not to be used.
+    Differentiable in forward and reverse mode.
+    """
+    theta = THETA["double" if jnp.finfo(x.dtype).bits == 64 else "single"]
+    norm = jax.lax.stop_gradient(norm1(x))
+    ok = norm <= theta * 2.0**MAX_STEP_SQUARINGS
+    # frexp: norm / theta = m 2^e with m in [0.5, 1), so 2^-e scales the norm below theta.
+    _, exponent = jnp.frexp(norm / theta)
+    squarings = jnp.clip(exponent, 0, MAX_STEP_SQUARINGS)
+    e, _ = taylor_polynomial(x * jnp.ldexp(jnp.ones((), norm.dtype), -squarings), DEGREE)
+
+    def square(e, i):
+        return jax.lax.cond(i < squarings, lambda e: matmul(e, e), lambda e: e, e), None
+
+    e, _ = jax.lax.scan(square, e, jnp.arange(MAX_STEP_SQUARINGS))
+    return e, ok
+
+
+def apply_exponential(
+    omega: Inexact[Array, "n n"], y: Inexact[Array, "n *k"]
+) -> tuple[Inexact[Array, "n *k"], Bool[Array, ""]]:
+    """`(exp(omega) @ y, ok)`, `ok` False if `omega` is too large to take."""
+    e, ok = step_exponential(omega)
+    return matmul(e, y), ok

@@ -1,0 +1,197 @@
+"""Base classes of the Magnus solvers: diffrax solvers for `dy/dt = A(t) y` whose steps
+are exponentials.
+
+A Magnus step replaces `A(t)` on `[t, t + h]` by one matrix `Omega` built from samples
+of `A` at quadrature nodes, and sets `y(t + h) = exp(Omega) y(t)`. For a skew-Hermitian
+generator (`A = -iH`) every `Omega` is skew-Hermitian, so each step is unitary and the
+solution stays unitary to rounding over any number of steps; Runge-Kutta steps are
+polynomials in `hA` and drift away from the unitary group.
+"""
+
+import abc
+import math
+from typing import ClassVar
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from equinox import AbstractClassVar
+from jaxtyping import Array, Bool, Inexact, PyTree, Real
+
+from .._complex import merge_complex, split_complex
+from .._linalg import matmul
+from .._operator import is_operator
+from .._term import LinearTerm
+from .base import AbstractLinearSolver
+from .commutators import Commutators
+
+SQRT3 = math.sqrt(3.0)
+SQRT15 = math.sqrt(15.0)
+# Gauss-Legendre nodes on [0, 1]: two for order 4, three for order 6.
+GAUSS2 = (0.5 - SQRT3 / 6, 0.5 + SQRT3 / 6)
+GAUSS3 = (0.5 - SQRT15 / 10, 0.5, 0.5 + SQRT15 / 10)
+
+
+class Samples:
+    """What a Magnus step reads of the generator in one step.
+
+    - `matrix(t)`: the generator `A(t, args)`.
+    - `commutators`: the `Commutators` of a `Modulated` generator
+      (`A = sum_k e_k(t) B_k` with `B = (A0, A1, ..., AK)`, `e = (1, f_1, ..., f_K)`)
+      where the solver computed them, else `None`;
+    - `coordinates(t)`: then `e(t)`.
+    """
+
+    def __init__(self, term: LinearTerm, args: PyTree, commutators: Commutators | None):
+        self._term, self._args = term, args
+        self.commutators = commutators
+
+    def matrix(self, t: Real[Array, ""]) -> Inexact[Array, "n n"]:
+        return self._term.matrix(t, self._args)
+
+    def coordinates(self, t: Real[Array, ""]) -> Inexact[Array, " m"]:
+        controls = merge_complex(self._term.generator).controls(t, merge_complex(self._args))
+        return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
+
+
+class AbstractMagnus(AbstractLinearSolver):
+    """Base class of the Magnus solvers: steps `y(t + h) = exp(Omega) y(t)`.
+
+    Subclasses define `advance(samples, t, h, y) -> (y1, y_error, ok)` in complex or real
+    arithmetic, with `samples` the `Samples` of the generator and `ok` False where a step
+    exponential was out of range, and the class variables `tolerances` (the default
+    `rtol = atol` in double and in single precision), `commutator_depth` (the depth of
+    the nested commutators in `Omega`, 0 for none) and `needs_commutators`.
+
+    Where the generator is a `Modulated` one and its nested commutators pay (see
+    `Commutators.pay`; always, for a solver that `needs_commutators`), `init` computes
+    them once per solve, and every `Omega` is a linear combination of them, without
+    matrix products.
+
+    A step whose `Omega` has a 1-norm above 17.4 (48 in single precision) is refused, as
+    beyond the range of the step exponential: adaptive controllers retry it smaller;
+    with `diffrax.ConstantStepSize` the result is NaN.
+
+    Dense output (`diffrax.SaveAt(ts=...)` or `dense=True` in `diffrax.diffeqsolve`) is
+    the cubic Hermite interpolant of `y` and `A y` at the ends of each step: third order
+    (local error `O(h^4)`), exact at the step ends, not unitary in between.
+    `odeexpm.propagator` and `odeexpm.evolve` step exactly to their `ts`, so their
+    outputs never use it.
+    """
+
+    interpolation_cls: ClassVar = diffrax.ThirdOrderHermitePolynomialInterpolation
+    tolerances: AbstractClassVar[tuple[float, float]]
+    commutator_depth: AbstractClassVar[int]
+    needs_commutators: AbstractClassVar[bool]
+
+    @abc.abstractmethod
+    def advance(
+        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, "n *k"]
+    ) -> tuple[Inexact[Array, "n *k"], Inexact[Array, "n *k"], Bool[Array, ""]]:
+        """`(y1, y_error, ok)`: one step from `(t, y)` of size `h`, in the user's time."""
+
+    def init(self, terms, t0, t1, y0, args) -> Commutators | None:
+        """The commutators of a `Modulated` generator, where the steps use them."""
+        term, _ = self.linear_term(terms)
+        name = f"odeexpm.{type(self).__name__}"
+        value = eqx.filter_eval_shape(term.matrix, t0, args)
+        if is_operator(value):
+            raise ValueError(
+                f"{name}: Magnus solvers exponentiate A(t) as a dense matrix; this "
+                "generator is a sparse or matrix-free operator. Use a Runge-Kutta solver "
+                "(the default for such generators) or odeexpm.expm_multiply for a "
+                "constant operator."
+            )
+        if self.commutator_depth == 0:
+            return None
+        generator = merge_complex(term.generator)
+        if Commutators.pay(generator, self.commutator_depth) or (
+            self.needs_commutators and Commutators.possible(generator, self.commutator_depth)
+        ):
+            return Commutators.of(generator, self.commutator_depth)
+        if self.needs_commutators:
+            raise TypeError(
+                f"{name} needs a dense `odeexpm.Modulated` generator whose nested "
+                "commutators it can precompute and store (at most 2^22 numbers: one "
+                "control up to n = 427, two up to n = 146, three up to n = 65); use "
+                "odeexpm.Magnus6 for other generators."
+            )
+        return None
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del made_jump
+        term, direction = self.linear_term(terms)
+        # diffeqsolve runs in time `direction * t`; the step below is in the user's time.
+        start, h = direction * t0, direction * (t1 - t0)
+        samples = Samples(term, args, solver_state)
+        y = merge_complex(y0)
+        y1, y_error, ok = self.advance(samples, start, h, y)
+        # A refused step: its infinite error makes diffrax's adaptive controllers reject
+        # it and shrink the step (a NaN error would poison the next step size); with a
+        # constant step size the NaN state shows in the result.
+        y_error = jnp.where(ok, y_error, jnp.inf)
+        y1 = jnp.where(ok, y1, jnp.nan)
+        # Hermite data for dense output; dead code (removed by XLA) unless it is used.
+        k0 = h * matmul(samples.matrix(start), y)
+        k1 = h * matmul(samples.matrix(start + h), y1)
+        dense_info = dict(y0=y0, y1=split_complex(y1), k0=split_complex(k0), k1=split_complex(k1))
+        return (
+            split_complex(y1),
+            split_complex(y_error),
+            dense_info,
+            solver_state,
+            diffrax.RESULTS.successful,
+        )
+
+
+class AbstractStepDoublingMagnus(AbstractMagnus):
+    """A Magnus method with the step-doubling error estimate; subclasses define
+    `propagate(samples, t, h, y) -> (y1, ok)`, one step of the plain method.
+
+    Each step of size `h` is taken once whole and once as two halves. The two halves are
+    propagated (they are the more accurate, and unitary); for a method of order `p`
+    their difference to the whole step, divided by `2^p - 1`, estimates their local
+    error (Richardson), which is `O(h^(p+1))`. It sees every error source (quadrature of
+    `A(t)` and the truncated commutator series alike) for about 1.5 times the work of
+    the plain method at the same accuracy.
+    """
+
+    @abc.abstractmethod
+    def propagate(
+        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, "n *k"]
+    ) -> tuple[Inexact[Array, "n *k"], Bool[Array, ""]]:
+        """`(y1, ok)`: one step of the plain method."""
+
+    def error_order(self, terms):
+        return self.order(terms) + 1
+
+    def advance(self, samples, t, h, y):
+        half = 0.5 * h
+        y_half, ok1 = self.propagate(samples, t, half, y)
+        y1, ok2 = self.propagate(samples, t + half, half, y_half)
+        y_whole, ok3 = self.propagate(samples, t, h, y)
+        return y1, (y1 - y_whole) / (2 ** self.order(None) - 1), ok1 & ok2 & ok3
+
+
+def error_estimate(
+    difference: Inexact[Array, "n n"], y1: Inexact[Array, "n *k"]
+) -> Inexact[Array, "n *k"]:
+    """`difference @ y1` in single precision: the error estimate of the embedded
+    methods, which needs a digit or two, at half the cost of a double-precision product."""
+    low = jnp.complex64 if jnp.iscomplexobj(difference) or jnp.iscomplexobj(y1) else jnp.float32
+    # Scaled by a power of two first: a double-precision state beyond float32's range
+    # (a growing real system) must not turn into inf here and stall the solve.
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(y1)))
+    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), 2.0 ** jnp.round(jnp.log2(scale)), 1.0)
+    scale = scale.astype(jnp.finfo(y1.dtype).dtype)
+    product = matmul(difference.astype(low), (y1 / scale).astype(low))
+    return product.astype(y1.dtype) * scale
+
+
+def outer(*vectors: Inexact[Array, " m"]) -> Inexact[Array, "..."]:
+    """The outer product of coordinate vectors, shape `(m,) * len(vectors)`."""
+    out = vectors[0]
+    for v in vectors[1:]:
+        out = out[..., None] * v
+    return out

@@ -1,0 +1,102 @@
+"""The Taylor polynomial of `exp` at a square matrix: the one evaluation that the
+`Taylor` solver's steps and the Magnus solvers' step exponential share.
+
+`T_m(X) = sum_{k <= m} X^k / k!` is evaluated with as few matrix products as known:
+
+- degree 18 by the scheme of Bader, Blanes and Casas (Mathematics 7 (2019) 1174):
+  5 products, where Paterson-Stockmeyer needs 7;
+- any other degree by Paterson-Stockmeyer: about `2 sqrt(m)` products.
+"""
+
+import math
+
+import jax.numpy as jnp
+from jaxtyping import Array, Inexact, Real
+
+from .._linalg import matmul, norm1
+
+# Coefficients of the degree-18 scheme (B1 in powers 0-3 of X, B2..B5 in powers 0, 1,
+# 2, 3 and 6): `A9 = B1 B5 + B4`, `T18 = B2 + (B3 + A9) A9`.
+_T18_B1 = (0.0, -0.10036558103014462001, -0.00802924648241156960, -0.00089213849804572995)
+_T18_B = (
+    (0.0, 0.39784974949964507614, 1.36783778460411719922, 0.49828962252538267755, -0.00063789819459472330),
+    (-10.9676396052962062593, 1.68015813878906197182, 0.05717798464788655127, -0.00698210122488052084, 0.00003349750170860705),
+    (-0.09043168323908105619, -0.06764045190713819075, 0.06759613017704596460, 0.02955525704293155274, -0.00001391802575160607),
+    (0.0, 0.0, -0.09233646193671185927, -0.01693649390020817171, -0.00001400867981820361),
+)  # fmt: skip
+
+
+def num_products(degree: int) -> int:
+    """The matrix products `taylor_polynomial` spends on degree `degree`."""
+    if degree == 18:
+        return 5
+    q = _block_size(degree)
+    top = degree // q
+    return (q - 1) + (top - 1 if degree % q == 0 and top > 0 else top)
+
+
+def taylor_polynomial(
+    x: Inexact[Array, "n n"], degree: int
+) -> tuple[Inexact[Array, "n n"], Real[Array, ""]]:
+    """`(T_m(x), bound)`: the degree-`m` Taylor polynomial of `exp` at `x`, and a bound
+    on the 1-norm of the first omitted term `x^(m+1) / (m+1)!` from norms of the powers
+    of `x` the evaluation formed (sharper than `||x||^(m+1)` for non-normal `x`)."""
+    if degree == 18:
+        return _bader_blanes_casas_18(x)
+    return _paterson_stockmeyer(x, degree)
+
+
+def _block_size(degree: int) -> int:
+    return max(1, math.ceil(math.sqrt(degree)))
+
+
+def _paterson_stockmeyer(x, degree: int):
+    # With block size q = ceil(sqrt(m)), T_m(X) = sum_j B_j (X^q)^j where each B_j is a
+    # combination of I, X, ..., X^(q-1); Horner's rule in X^q then needs floor(m / q)
+    # products (one fewer when the top block is a multiple of I), after the q - 1
+    # products for the powers.
+    q = _block_size(degree)
+    coefficients = [1 / math.factorial(k) for k in range(degree + 1)]
+    powers = [jnp.eye(x.shape[-1], dtype=x.dtype), x]
+    for _ in range(q - 1):
+        powers.append(matmul(powers[-1], x))
+    x_q = powers[q]
+
+    def block(j):
+        return sum(coefficients[j * q + i] * powers[i] for i in range(q) if j * q + i <= degree)
+
+    top = degree // q
+    if degree % q == 0 and top > 0:
+        # The top block is coefficients[degree] * I: its product with X^q is a scaling.
+        polynomial = block(top - 1) + coefficients[degree] * x_q
+        top -= 1
+    else:
+        polynomial = block(top)
+    for j in range(top - 1, -1, -1):
+        polynomial = block(j) + matmul(x_q, polynomial)
+    omitted = degree + 1
+    bound = norm1(x_q) ** (omitted // q) * norm1(x) ** (omitted % q)
+    return polynomial, bound * (1 / math.factorial(omitted))
+
+
+def _bader_blanes_casas_18(x):
+    # The scheme's constant term, 1, is the product of its factors' constant terms
+    # (-11.06 and -0.090): it is taken out (`(d + M)(c + N) = dc + dN + cM + MN`), so
+    # that rounding errors scale with `||x||`, not with 1, and a step near the identity
+    # stays unitary to rounding over thousands of steps.
+    eye = jnp.eye(x.shape[0], dtype=x.dtype)
+    x2 = matmul(x, x)
+    x3 = matmul(x2, x)
+    x6 = matmul(x3, x3)
+    powers = (eye, x, x2, x3, x6)
+
+    def combination(c):  # without the constant term
+        return sum(ci * p for ci, p in zip(c[1:], powers[1:]) if ci != 0.0)
+
+    b2, b3, b4, b5 = (combination(c) for c in _T18_B)
+    n9 = matmul(combination(_T18_B1), b5) + b4  # A9 = c + N9
+    m9 = b3 + n9  # B3 + A9 = d + M9
+    c, d = _T18_B[2][0], _T18_B[1][0] + _T18_B[2][0]
+    polynomial = eye + b2 + d * n9 + c * m9 + matmul(m9, n9)  # (dc = 1: the Taylor coefficient)
+    bound = norm1(x6) ** 3 * norm1(x) * (1 / math.factorial(19))
+    return polynomial, bound

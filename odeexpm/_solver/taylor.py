@@ -1,0 +1,129 @@
+"""`Taylor`: a diffrax solver for linear ODEs with a constant generator."""
+
+from typing import ClassVar
+
+import diffrax
+import jax
+from jaxtyping import Array, Inexact
+
+from .._complex import merge_complex, split_complex
+from .._generator import Constant
+from .._linalg import matmul
+from .._operator import AbstractOperator, DenseOperator
+from .action import is_narrow, taylor_action
+from .base import AbstractLinearSolver
+from .polynomial import taylor_polynomial
+
+
+class Taylor(AbstractLinearSolver):
+    """Truncated Taylor steps `y1 = T_m(hA) y0` for `dy/dt = A y` with constant `A`.
+
+    For `dy/dt = A y` with constant `A`, one step of any explicit method is a fixed
+    polynomial in `hA` applied to `y`. The best polynomial of a given cost is the
+    truncated Taylor series itself, `T_m(hA) = sum_{k <= m} (hA)^k / k!`, evaluated with
+    few matrix products (Paterson-Stockmeyer, about `2 sqrt(m)`; 5 for `m = 18`), where
+    an `m`-stage Runge-Kutta method spends `m` products on an order below `m`.
+
+    Order `degree`. The local error estimate is a bound on the first omitted term from
+    norms of the powers of `hA` the evaluation formed (sharp for non-normal matrices,
+    unlike `||hA||^(m+1)`), scaled by `|y1|` so the step-size controller sees a relative
+    error.
+
+    Only for constant generators (`odeexpm.Constant`, as in `expm` and
+    `expm_multiply`) and with adjoints that differentiate the discrete solve
+    (`RecursiveCheckpointAdjoint`, `DirectAdjoint`, `ForwardMode`): the adjoint
+    equation that `BacksolveAdjoint` integrates is not linear in this form. Its dense
+    output interpolates linearly between steps.
+
+    **Action steps.** When the generator is an operator rather than a dense matrix
+    (`odeexpm.expm_multiply`), or the state is narrow (`k sqrt(m) < 2n` columns), the
+    step evaluates `y1 = e^(hc) sum_k T_k` with `T_0 = y0`,
+    `T_k = (h/k) (A - cI) T_(k-1)`, one product with `A` per term, where `c` is the
+    center of a disk holding the spectrum (computed once per solve, in `init`): the
+    shift shrinks the norm the series must cover, and makes the terms of a Markov
+    generator non-negative. The series stops after `K <= degree` terms, once the last
+    two are below `tolerance` times the sum (inf-norms); `degree` is then the most
+    products a step may use. Its error estimate has two parts: the truncation error the
+    step would have at the full degree, extrapolated from the last terms (the model
+    `error ~ h^(degree+1)` that the step-size controller assumes, so steps grow until
+    `degree` terms are needed), and rounding, `eps (sum ||T_k|| / ||sum T_k|| - 1)`
+    relative to `y1`, which is large when the terms cancel (oscillatory `A`, large
+    steps) and makes the controller shorten such steps. Gradients: a custom JVP rule
+    differentiates the polynomial the step used (forward mode; reverse mode by
+    transposition).
+
+    **Arguments:**
+
+    - `degree`: the degree of the polynomial (the most products of an action step).
+    - `tolerance`: action steps only: stop adding terms below this relative size
+      (`None`: the unit roundoff of the dtype).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import odeexpm
+        >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
+        >>> X = odeexpm.expm(A, solver=odeexpm.Taylor(degree=12))
+        >>> bool(jnp.allclose(X[0, 1], jnp.sin(1.0)))
+        True
+    """
+
+    degree: int = 16
+    tolerance: float | None = None
+
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def __check_init__(self):
+        if not isinstance(self.degree, int) or self.degree < 1:
+            raise ValueError(f"odeexpm.Taylor: `degree` must be an int >= 1; got {self.degree!r}.")
+        if self.tolerance is not None and not 0 < self.tolerance < 1:
+            raise ValueError(
+                f"odeexpm.Taylor: `tolerance` must be in (0, 1); got {self.tolerance!r}."
+            )
+
+    def order(self, terms):
+        return self.degree
+
+    def init(self, terms, t0, t1, y0, args):
+        """The shift of the action steps (the center of a disk holding the spectrum),
+        once per solve; `None` where the steps are polynomials."""
+        term, _ = self.linear_term(terms)
+        generator = merge_complex(term.generator)
+        if not isinstance(generator, Constant):
+            raise TypeError(
+                "odeexpm.Taylor needs a constant generator (odeexpm.Constant, as in "
+                "odeexpm.expm and odeexpm.expm_multiply); for time-dependent generators "
+                f"use a Runge-Kutta or Magnus solver. Got {type(generator).__name__}."
+            )
+        operator = _action_operator(generator.matrix, merge_complex(y0), self.degree)
+        if operator is None:
+            return None
+        center, _ = jax.lax.stop_gradient(operator.disk())
+        return split_complex(center)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del made_jump
+        term, _ = self.linear_term(terms)
+        h = terms.contr(t0, t1)
+        y = merge_complex(y0)
+        A = term.matrix(t0, args)
+        operator = _action_operator(A, y, self.degree)
+        if operator is None:
+            polynomial, error_bound = taylor_polynomial(h * A, self.degree)
+            y1 = matmul(polynomial, y)
+            y_error = error_bound * y1
+        else:
+            center = merge_complex(solver_state)
+            y1, y_error = taylor_action(operator, center, h, y, self.degree, self.tolerance)
+        y1, y_error = split_complex(y1), split_complex(y_error)
+        dense_info = dict(y0=y0, y1=y1)
+        return y1, y_error, dense_info, solver_state, diffrax.RESULTS.successful
+
+
+def _action_operator(
+    A: Inexact[Array, "n n"] | AbstractOperator, y: Inexact[Array, "n *k"], degree: int
+) -> AbstractOperator | None:
+    """The operator an action step applies (`A` itself, or a dense `A` as a
+    `DenseOperator` for a narrow state), or `None` where the step is a polynomial."""
+    if isinstance(A, AbstractOperator):
+        return A
+    return DenseOperator(A) if is_narrow(y, degree) else None
