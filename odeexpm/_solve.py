@@ -213,8 +213,13 @@ def solve_linear(
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
     time_dtype = jnp.finfo(dtype).dtype
     controller = _clip_to_times(controller, generator, saveat, time_dtype)
+    # What the solver computes once per solve goes into the term, which diffrax closes
+    # over, not into its solver state, which reverse mode checkpoints at every step.
+    precomputed = None
+    if isinstance(solver, AbstractLinearSolver):
+        precomputed = solver.precompute(generator, t0, y0, args)
     solution = diffrax.diffeqsolve(
-        LinearTerm(split_complex(generator)),
+        LinearTerm(split_complex(generator), split_complex(precomputed)),
         solver,
         _as_time(t0, time_dtype),
         _as_time(t1, time_dtype),

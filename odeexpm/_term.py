@@ -21,6 +21,13 @@ class LinearTerm(diffrax.AbstractTerm):
     pairs of real arrays, since diffrax's own complex support is experimental; products
     are taken in complex arithmetic.
 
+    `precomputed` holds what an odeexpm solver computes from the generator once per solve
+    (`AbstractLinearSolver.precompute`: the commutator basis of a Magnus solver), when
+    `odeexpm`'s functions computed it before the solve. Otherwise the solver computes it
+    in `init`, and diffrax carries it as the solver state: from one step to the next, and
+    in every checkpoint of reverse mode, which for a large basis is slow. In the term it
+    is computed once and never copied.
+
     Example:
         >>> import diffrax, jax.numpy as jnp
         >>> import odeexpm
@@ -33,6 +40,7 @@ class LinearTerm(diffrax.AbstractTerm):
     """
 
     generator: AbstractGenerator
+    precomputed: PyTree = None
 
     def matrix(self, t, args):
         """The generator `A(t, args)`, complex again if it is complex."""

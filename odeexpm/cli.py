@@ -6,6 +6,7 @@ odeexpm compare --list             # what can be selected
 """
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -229,6 +230,14 @@ def _compare(args) -> int:
     return 0
 
 
+def _harness_missing() -> str | None:
+    """The name of a dependency of the harness that is not installed, if any."""
+    for name in ("mpmath", "scipy", "rich", "matplotlib"):
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `odeexpm` console script; returns the exit status.
 
@@ -240,6 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "compare":
+        missing = _harness_missing()
+        if missing is not None:
+            print(
+                f"odeexpm compare needs the harness's dependencies ({missing} is not "
+                "installed): pip install 'odeexpm[harness]'",
+                file=sys.stderr,
+            )
+            return 1
         return _compare(args)
     parser.print_help()
     return 2

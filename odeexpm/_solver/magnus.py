@@ -65,9 +65,9 @@ class AbstractMagnus(AbstractLinearSolver):
     the nested commutators in `Omega`, 0 for none) and `needs_commutators`.
 
     Where the generator is a `Modulated` one and its nested commutators pay (see
-    `Commutators.pay`; always, for a solver that `needs_commutators`), `init` computes
-    them once per solve, and every `Omega` is a linear combination of them, without
-    matrix products.
+    `Commutators.pay`; always, for a solver that `needs_commutators`), `precompute`
+    computes them once per solve, and every `Omega` is a linear combination of them,
+    without matrix products.
 
     A step whose `Omega` has a 1-norm above 17.4 (48 in single precision) is refused, as
     beyond the range of the step exponential: adaptive controllers retry it smaller;
@@ -91,12 +91,10 @@ class AbstractMagnus(AbstractLinearSolver):
     ) -> tuple[Inexact[Array, "n *k"], Inexact[Array, "n *k"], Bool[Array, ""]]:
         """`(y1, y_error, ok)`: one step from `(t, y)` of size `h`, in the user's time."""
 
-    def init(self, terms, t0, t1, y0, args) -> Commutators | None:
+    def precompute(self, generator, t0, y0, args) -> Commutators | None:
         """The commutators of a `Modulated` generator, where the steps use them."""
-        term, _ = self.linear_term(terms)
         name = f"odeexpm.{type(self).__name__}"
-        value = eqx.filter_eval_shape(term.matrix, t0, args)
-        if is_operator(value):
+        if is_operator(eqx.filter_eval_shape(generator, t0, args)):
             raise ValueError(
                 f"{name}: Magnus solvers exponentiate A(t) as a dense matrix; this "
                 "generator is a sparse or matrix-free operator. Use a Runge-Kutta solver "
@@ -105,7 +103,6 @@ class AbstractMagnus(AbstractLinearSolver):
             )
         if self.commutator_depth == 0:
             return None
-        generator = merge_complex(term.generator)
         if Commutators.pay(generator, self.commutator_depth) or (
             self.needs_commutators and Commutators.possible(generator, self.commutator_depth)
         ):
@@ -124,7 +121,7 @@ class AbstractMagnus(AbstractLinearSolver):
         term, direction = self.linear_term(terms)
         # diffeqsolve runs in time `direction * t`; the step below is in the user's time.
         start, h = direction * t0, direction * (t1 - t0)
-        samples = Samples(term, args, solver_state)
+        samples = Samples(term, args, self.precomputed(terms, solver_state))
         y = merge_complex(y0)
         y1, y_error, ok = self.advance(samples, start, h, y)
         # A refused step: its infinite error makes diffrax's adaptive controllers reject

@@ -83,22 +83,20 @@ class Taylor(AbstractLinearSolver):
     def order(self, terms):
         return self.degree
 
-    def init(self, terms, t0, t1, y0, args):
-        """The shift of the action steps (the center of a disk holding the spectrum),
-        once per solve; `None` where the steps are polynomials."""
-        term, _ = self.linear_term(terms)
-        generator = merge_complex(term.generator)
+    def precompute(self, generator, t0, y0, args):
+        """The shift of the action steps (the center of a disk holding the spectrum);
+        `None` where the steps are polynomials."""
         if not isinstance(generator, Constant):
             raise TypeError(
                 "odeexpm.Taylor needs a constant generator (odeexpm.Constant, as in "
                 "odeexpm.expm and odeexpm.expm_multiply); for time-dependent generators "
                 f"use a Runge-Kutta or Magnus solver. Got {type(generator).__name__}."
             )
-        operator = _action_operator(generator.matrix, merge_complex(y0), self.degree)
+        operator = _action_operator(generator.matrix, y0, self.degree)
         if operator is None:
             return None
         center, _ = jax.lax.stop_gradient(operator.disk())
-        return split_complex(center)
+        return center
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del made_jump
@@ -112,7 +110,7 @@ class Taylor(AbstractLinearSolver):
             y1 = matmul(polynomial, y)
             y_error = error_bound * y1
         else:
-            center = merge_complex(solver_state)
+            center = self.precomputed(terms, solver_state)
             y1, y_error = taylor_action(operator, center, h, y, self.degree, self.tolerance)
         y1, y_error = split_complex(y1), split_complex(y_error)
         dense_info = dict(y0=y0, y1=y1)
