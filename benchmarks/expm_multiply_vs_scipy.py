@@ -40,10 +40,8 @@ from jax.experimental import sparse
 jax.config.update("jax_enable_x64", True)
 
 import lineax as lx  # noqa: E402
-
 import odeexpm  # noqa: E402
 from odeexpm._operator import AbstractOperator, as_operator  # noqa: E402
-
 
 # --- workloads -------------------------------------------------------------------------
 
@@ -217,8 +215,10 @@ def laplacian_workload(repeats, baselines):
     side, t = 300, 5.0
     L = grid_laplacian(side)
     low, high = laplacian_eigenvalue_range(side)
-    print(f"Grid Laplacian {side}x{side}: n = {L.shape[0]}, nnz = {L.nnz}, eigenvalues in "
-          f"[{low:.6f}, {high:.3e}] (of tL: [{t * low:.3f}, {t * high:.2e}])")
+    print(
+        f"Grid Laplacian {side}x{side}: n = {L.shape[0]}, nnz = {L.nnz}, eigenvalues in "
+        f"[{low:.6f}, {high:.3e}] (of tL: [{t * low:.3f}, {t * high:.2e}])"
+    )
     v = np.random.default_rng(0).standard_normal(L.shape[0])
     tL = (t * L).tocsr()
     A, vj = sparse.BCOO.from_scipy_sparse(L), jnp.asarray(v)
@@ -244,8 +244,17 @@ def laplacian_workload(repeats, baselines):
         _, stats = odeexpm.expm_multiply(operator, vj, t, return_stats=True, **options)
         counted = stencil_operator(side, count=True) if operator is stencil else operator
         products = odeexpm_products(counted, vj, t, **options)
-        row(name, median * 1e3, medians[-1] * 1e3, rel_err(f(), reference), rel_err(f(), exact),
-            products, scipy_count, int(stats.num_steps), compile_s)
+        row(
+            name,
+            median * 1e3,
+            medians[-1] * 1e3,
+            rel_err(f(), reference),
+            rel_err(f(), exact),
+            products,
+            scipy_count,
+            int(stats.num_steps),
+            compile_s,
+        )
 
 
 def markov_workload(repeats, baselines):
@@ -253,9 +262,11 @@ def markov_workload(repeats, baselines):
     Q = random_markov_generator(n, 8, seed=0)
     entries = np.diff(Q.indptr)
     exit_rates = -Q.diagonal()
-    print(f"Markov chain: n = {n}, nnz = {Q.nnz}, entries per row "
-          f"{entries.min()}..{entries.max()}, exit rates {exit_rates.min():.2f}.."
-          f"{exit_rates.max():.2f} (mean {exit_rates.mean():.2f})")
+    print(
+        f"Markov chain: n = {n}, nnz = {Q.nnz}, entries per row "
+        f"{entries.min()}..{entries.max()}, exit rates {exit_rates.min():.2f}.."
+        f"{exit_rates.max():.2f} (mean {exit_rates.mean():.2f})"
+    )
     p0 = np.zeros(n)
     p0[0] = 1.0
     A, pj = sparse.BCOO.from_scipy_sparse(Q), jnp.asarray(p0)
@@ -274,10 +285,21 @@ def markov_workload(repeats, baselines):
             options = TSIT5 if "Tsit5" in name else {}
             p, stats = odeexpm.expm_multiply(A, pj, t, return_stats=True, **options)
             products = odeexpm_products(A, pj, t, **options)
-            row(name, median * 1e3, medians[-1] * 1e3, rel_err(p, reference), None,
-                products, scipy_count, int(stats.num_steps), compile_s)
-            print(f"  {'':<32} total probability - 1 = {float(jnp.sum(p)) - 1:.1e} "
-                  f"(SciPy {reference.sum() - 1:.1e}), min p = {float(jnp.min(p)):.1e}")
+            row(
+                name,
+                median * 1e3,
+                medians[-1] * 1e3,
+                rel_err(p, reference),
+                None,
+                products,
+                scipy_count,
+                int(stats.num_steps),
+                compile_s,
+            )
+            print(
+                f"  {'':<32} total probability - 1 = {float(jnp.sum(p)) - 1:.1e} "
+                f"(SciPy {reference.sum() - 1:.1e}), min p = {float(jnp.min(p)):.1e}"
+            )
 
 
 def main():
@@ -285,8 +307,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--baselines", action="store_true", help="add a diffrax Tsit5 solve")
     options = parser.parse_args()
-    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, float64; times are medians "
-          f"of {options.repeats} interleaved runs; ratio = odeexpm / SciPy\n")
+    print(
+        f"JAX {jax.__version__} on {jax.devices()[0].platform}, float64; times are medians "
+        f"of {options.repeats} interleaved runs; ratio = odeexpm / SciPy\n"
+    )
     print(HEADER)
     laplacian_workload(options.repeats, options.baselines)
     print()

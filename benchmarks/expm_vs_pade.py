@@ -56,35 +56,46 @@ def random_case(n, norm, seed):
 
 def dense_table(repeats):
     print("Random matrices, float64; times are medians, ratios = odeexpm / Padé")
-    header = (f"{'n':>4} {'||A||1':>7} | {'fwd err':>8} {'pade err':>8} | {'fwd ms':>8} {'pade ms':>8} "
-              f"{'ratio':>6} | {'grad err':>8} {'grad ms':>8} {'pade ms':>8} {'ratio':>6} | "
-              f"{'compile fwd/grad s':>18}")
+    header = (
+        f"{'n':>4} {'||A||1':>7} | {'fwd err':>8} {'pade err':>8} | {'fwd ms':>8} {'pade ms':>8} "
+        f"{'ratio':>6} | {'grad err':>8} {'grad ms':>8} {'pade ms':>8} {'ratio':>6} | "
+        f"{'compile fwd/grad s':>18}"
+    )
     print(header)
     print("-" * len(header))
     for n, norm in [(8, 1.0), (32, 1.0), (128, 1.0), (32, 30.0)]:
         A, W = random_case(n, norm, seed=n)
         loss = lambda expm_fn: jax.jit(jax.grad(lambda A: jnp.sum(W * expm_fn(A))))
         (c_fwd, t_fwd, X), (_, t_pade, X_pade) = compile_and_time(
-            [jax.jit(odeexpm.expm), jax.jit(pade_expm)], A, repeats=repeats)
+            [jax.jit(odeexpm.expm), jax.jit(pade_expm)], A, repeats=repeats
+        )
         (c_grad, t_grad, G), (_, t_pade_grad, _) = compile_and_time(
-            [loss(odeexpm.expm), loss(pade_expm)], A, repeats=repeats)
+            [loss(odeexpm.expm), loss(pade_expm)], A, repeats=repeats
+        )
         X_ref = mp_expm(A, dps=30) if n <= 32 else X_pade
         G_ref = pade_frechet(A.T, W)
-        print(f"{n:>4} {norm:>7.0f} | {rel_err(X, X_ref):8.1e} {rel_err(X_pade, X_ref):8.1e} | "
-              f"{t_fwd * 1e3:8.3f} {t_pade * 1e3:8.3f} {t_fwd / t_pade:6.2f} | "
-              f"{rel_err(G, G_ref):8.1e} {t_grad * 1e3:8.3f} {t_pade_grad * 1e3:8.3f} "
-              f"{t_grad / t_pade_grad:6.2f} | {c_fwd:8.2f} / {c_grad:6.2f}")
-    print("(reference: mpmath at 30 digits for n <= 32, Padé for n = 128; gradients against "
-          "expm_frechet)")
+        print(
+            f"{n:>4} {norm:>7.0f} | {rel_err(X, X_ref):8.1e} {rel_err(X_pade, X_ref):8.1e} | "
+            f"{t_fwd * 1e3:8.3f} {t_pade * 1e3:8.3f} {t_fwd / t_pade:6.2f} | "
+            f"{rel_err(G, G_ref):8.1e} {t_grad * 1e3:8.3f} {t_pade_grad * 1e3:8.3f} "
+            f"{t_grad / t_pade_grad:6.2f} | {c_fwd:8.2f} / {c_grad:6.2f}"
+        )
+    print(
+        "(reference: mpmath at 30 digits for n <= 32, Padé for n = 128; gradients against "
+        "expm_frechet)"
+    )
 
 
 def batch_table(repeats):
     rng = np.random.default_rng(0)
     A = jnp.asarray(rng.standard_normal((1000, 4, 4)) / 2)
     (_, t_ode, X), (_, t_pade, X_pade) = compile_and_time(
-        [jax.jit(jax.vmap(odeexpm.expm)), jax.jit(jax.vmap(pade_expm))], A, repeats=repeats)
-    print(f"\nvmap over 1000 4x4 matrices: odeexpm {t_ode * 1e3:.2f} ms, Padé {t_pade * 1e3:.2f} ms, "
-          f"ratio {t_ode / t_pade:.2f}; max difference {float(jnp.max(jnp.abs(X - X_pade))):.1e}")
+        [jax.jit(jax.vmap(odeexpm.expm)), jax.jit(jax.vmap(pade_expm))], A, repeats=repeats
+    )
+    print(
+        f"\nvmap over 1000 4x4 matrices: odeexpm {t_ode * 1e3:.2f} ms, Padé {t_pade * 1e3:.2f} ms, "
+        f"ratio {t_ode / t_pade:.2f}; max difference {float(jnp.max(jnp.abs(X - X_pade))):.1e}"
+    )
 
 
 def hard_inputs():
@@ -99,28 +110,35 @@ def hard_inputs():
         "-1e6 H H^T (projector)": -1e6 * H @ H.T,
         "-1e4 * Laplacian (n=30)": -1e4 * L,
         "Moler badly scaled 3x3": np.array(
-            [[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]]),
+            [[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]]
+        ),
         "Jordan block 5x5": 2 * np.eye(5) + np.eye(5, k=1),
         "nilpotent 4x4 (6s)": np.diag([6.0, 6.0, 6.0], 1),
         "triangular 10x10": np.triu(rng.standard_normal((10, 10)) * 5),
         "[[-49,24],[-64,31]]": np.array([[-49.0, 24.0], [-64.0, 31.0]]),
     }
     print("\nHard inputs (float64, reference mpmath at 60 digits):")
-    header = (f"{'case':28s} | {'ode err':>8} {'steps':>5} {'sq':>3} {'ms':>7} | "
-              f"{'plain err':>9} {'steps':>6} {'ms':>8} | {'pade err':>8}")
+    header = (
+        f"{'case':28s} | {'ode err':>8} {'steps':>5} {'sq':>3} {'ms':>7} | "
+        f"{'plain err':>9} {'steps':>6} {'ms':>8} | {'pade err':>8}"
+    )
     print(header)
     print("-" * len(header))
     for name, A in cases.items():
         ref = mp_expm(A, dps=60)
         row = f"{name:28s} |"
         for squarings in [None, 0]:
-            fn = jax.jit(lambda A: odeexpm.expm(A, squarings=squarings, throw=False,
-                                                return_stats=True, max_steps=20_000))
+            fn = jax.jit(
+                lambda A: odeexpm.expm(
+                    A, squarings=squarings, throw=False, return_stats=True, max_steps=20_000
+                )
+            )
             [(_, t, (X, stats))] = compile_and_time([fn], jnp.asarray(A), repeats=3)
             err = rel_err(X, ref) if bool(stats.successful) else float("nan")
             status = "" if bool(stats.successful) else " (budget)"
             if squarings is None:
-                row += f" {err:8.1e} {int(stats.num_steps):5d} {int(stats.num_squarings):3d} {t * 1e3:7.2f} |"
+                steps, squarings = int(stats.num_steps), int(stats.num_squarings)
+                row += f" {err:8.1e} {steps:5d} {squarings:3d} {t * 1e3:7.2f} |"
             else:
                 row += f" {err:9.1e} {int(stats.num_steps):6d} {t * 1e3:8.2f}{status} |"
         row += f" {rel_err(pade_expm(A), ref):8.1e}"
@@ -129,7 +147,9 @@ def hard_inputs():
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}\n")

@@ -74,7 +74,13 @@ def diffrax_propagator(a, solver, rtol, atol):
 
     y0 = jnp.stack([jnp.eye(DIM), jnp.zeros((DIM, DIM))])
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field), solver, 0.0, T, None, y0, a,
+        diffrax.ODETerm(vector_field),
+        solver,
+        0.0,
+        T,
+        None,
+        y0,
+        a,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         adjoint=diffrax.RecursiveCheckpointAdjoint(),
     )
@@ -85,7 +91,9 @@ GENERATOR = odeexpm.Modulated(-1j * HZZ, (-1j * HX)[None], lambda t, a: a * jnp.
 
 
 def odeexpm_propagator(a, rtol=None):
-    U, stats = odeexpm.propagator(GENERATOR, 0.0, T, args=a, rtol=rtol, atol=rtol, return_stats=True)
+    U, stats = odeexpm.propagator(
+        GENERATOR, 0.0, T, args=a, rtol=rtol, atol=rtol, return_stats=True
+    )
     return U, stats.num_steps
 
 
@@ -123,37 +131,59 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     options = parser.parse_args()
     print(f"{jax.devices()[0].device_kind}, {N} spins ({DIM}x{DIM} complex), T = {T}")
-    reference, _ = jax.jit(lambda a: diffrax_propagator(a, diffrax.Dopri8(), 1e-13, 1e-13))(AMPLITUDE)
+    reference, _ = jax.jit(lambda a: diffrax_propagator(a, diffrax.Dopri8(), 1e-13, 1e-13))(
+        AMPLITUDE
+    )
 
     methods = []  # (name, tolerance label, solve: a -> (U, num_steps))
     for solver in [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8()]:
         solve_at = lambda a, tol, solver=solver: diffrax_propagator(a, solver, tol, tol)
         tol = loosest(solve_at, reference)
-        methods.append((f"diffrax {type(solver).__name__}", f"{tol:.0e}", lambda a, s=solve_at, t=tol: s(a, t)))
+        methods.append(
+            (f"diffrax {type(solver).__name__}", f"{tol:.0e}", lambda a, s=solve_at, t=tol: s(a, t))
+        )
     methods.append(("odeexpm (defaults)", "default", odeexpm_propagator))
     tol = loosest(odeexpm_propagator, reference)
-    methods.append(("odeexpm (loosest tol)", f"{tol:.0e}", lambda a, t=tol: odeexpm_propagator(a, t)))
-    for solver, tol in [(odeexpm.Magnus6(), None), (odeexpm.Magnus4(), 1e-10), (odeexpm.CFMagnus4(), 1e-10)]:
+    methods.append(
+        ("odeexpm (loosest tol)", f"{tol:.0e}", lambda a, t=tol: odeexpm_propagator(a, t))
+    )
+    for solver, tol in [
+        (odeexpm.Magnus6(), None),
+        (odeexpm.Magnus4(), 1e-10),
+        (odeexpm.CFMagnus4(), 1e-10),
+    ]:
+
         def solve(a, solver=solver, tol=tol):
             U, stats = odeexpm.propagator(
                 GENERATOR, 0.0, T, args=a, solver=solver, rtol=tol, return_stats=True
             )
             return U, stats.num_steps
-        methods.append((f"odeexpm {type(solver).__name__}", "default" if tol is None else f"{tol:.0e}", solve))
+
+        methods.append(
+            (f"odeexpm {type(solver).__name__}", "default" if tol is None else f"{tol:.0e}", solve)
+        )
 
     forwards = [jax.jit(solve) for _, _, solve in methods]
-    gradients = [jax.jit(jax.grad(lambda a, solve=solve: loss(solve(a)[0]))) for _, _, solve in methods]
+    gradients = [
+        jax.jit(jax.grad(lambda a, solve=solve: loss(solve(a)[0]))) for _, _, solve in methods
+    ]
     outputs = [fn(AMPLITUDE) for fn in forwards]  # compiles
     for fn in gradients:
         jax.block_until_ready(fn(AMPLITUDE))
     forward_times = timings(forwards, options.repeats)
     gradient_times = timings(gradients, max(3, options.repeats // 2))
 
-    print(f"{'method':<22} {'tol':>8} {'error':>9} {'steps':>6} {'fwd [ms]':>10} {'grad [ms]':>10} {'||U^H U-I||':>11}")
+    print(
+        f"{'method':<22} {'tol':>8} {'error':>9} {'steps':>6} {'fwd [ms]':>10} "
+        f"{'grad [ms]':>10} {'||U^H U-I||':>11}"
+    )
     rows = []
     for (name, tol, _), (U, steps), tf, tg in zip(methods, outputs, forward_times, gradient_times):
         rows.append(dict(name=name, forward=tf, gradient=tg, error=rel_err(U, reference)))
-        print(f"{name:<22} {tol:>8} {rel_err(U, reference):9.1e} {int(steps):6d} {tf * 1e3:10.1f} {tg * 1e3:10.1f} {drift(U):11.1e}")
+        print(
+            f"{name:<22} {tol:>8} {rel_err(U, reference):9.1e} {int(steps):6d} "
+            f"{tf * 1e3:10.1f} {tg * 1e3:10.1f} {drift(U):11.1e}"
+        )
     baselines = rows[:3]
     best_forward = min(baselines, key=lambda r: r["forward"])
     best_gradient = min(baselines, key=lambda r: r["gradient"])

@@ -45,7 +45,8 @@ def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], None
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: experiments/results, or experiments/results/quick with --quick)",
+        help="output folder (default: experiments/results, or experiments/results/quick "
+        "with --quick)",
     )
     if extra is not None:
         extra(parser)
@@ -96,9 +97,7 @@ def machine() -> str:
 def write_report(args, title: str, sections: Sequence[str]) -> Path:
     """Writes `out/NAME.md`: a title, the command, the machine, then the sections."""
     command = " ".join(["python", f"experiments/{args.name}.py", *sys.argv[1:]])
-    text = "\n\n".join(
-        [f"# {title}", f"Command: `{command}`  \nMachine: {machine()}", *sections]
-    )
+    text = "\n\n".join([f"# {title}", f"Command: `{command}`  \nMachine: {machine()}", *sections])
     path = args.out / f"{args.name}.md"
     path.write_text(text + "\n")
     print(text)
@@ -128,8 +127,9 @@ def train(steps, states, iterations):
     for name, step in steps.items():
         start = time.perf_counter()
         jax.block_until_ready(step(states[name]))  # compiles; the result is discarded
-        runs[name] = dict(state=states[name], history=[], step_s=[],
-                          compile_s=time.perf_counter() - start)
+        runs[name] = dict(
+            state=states[name], history=[], step_s=[], compile_s=time.perf_counter() - start
+        )
     for _ in range(iterations):
         for name, step in steps.items():
             run = runs[name]

@@ -17,15 +17,14 @@ of the large terms).
 import math
 from collections import defaultdict
 
-# First: _common enables float64 and matplotlib's Agg backend.
-from _common import markdown_table, parse_args, save_figure, write_report
-
 import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import mpmath
 import numpy as np
-
 from odeexpm import harness
+
+# First: _common enables float64 and matplotlib's Agg backend.
+from _common import markdown_table, parse_args, save_figure, write_report
 
 ODE_METHODS = ("ode", "ode-dopri8", "ode-tsit5", "ode-plain", "ode-plain-dopri8", "ode-plain-tsit5")
 CLOSED_FORMS = ("pade", "taylor")
@@ -221,8 +220,9 @@ def work_precision_figure(records):
             if method in CLOSED_FORMS:
                 colour = "black" if method == "pade" else "tab:red"
                 marker = "*" if method == "pade" else "P"
-                ax.scatter(times, errors, marker=marker, s=110, color=colour, zorder=3,
-                           label=method)
+                ax.scatter(
+                    times, errors, marker=marker, s=110, color=colour, zorder=3, label=method
+                )
             else:
                 ax.plot(times, errors, label=method, markersize=5, **style_of(method))
             for t, e in zip(times, errors):
@@ -240,9 +240,15 @@ def work_precision_figure(records):
     handles, labels = axes.flat[0].get_legend_handles_labels()
     handles.append(plt.Line2D([], [], linestyle="", marker="x", color="black", markersize=8))
     labels.append(f"failed, or error > 1 (drawn at {FAIL_LEVEL:g})")
-    legend_ax.legend(handles, labels, loc="center", title="method (a line joins one ODE "
-                     "method's tolerances)", fontsize="small", title_fontsize="small")
-    for ax in axes.flat[len(cases):]:
+    legend_ax.legend(
+        handles,
+        labels,
+        loc="center",
+        title="method (a line joins one ODE method's tolerances)",
+        fontsize="small",
+        title_fontsize="small",
+    )
+    for ax in axes.flat[len(cases) :]:
         ax.axis("off")
     fig.suptitle("Work-precision on the hard suite: error against time, float64")
     return fig
@@ -272,13 +278,23 @@ def series_figure(studies: dict[str, dict]):
         n_terms = np.arange(1, len(k) + 1)
         for key, errors in study["errors"].items():
             label = "exact arithmetic (truncation only)" if key == "exact" else key
-            right.semilogy(n_terms, np.maximum(errors, ERROR_FLOOR), color=colours[key],
-                           label=label)
+            right.semilogy(
+                n_terms, np.maximum(errors, ERROR_FLOOR), color=colours[key], label=label
+            )
             if key != "exact":
-                right.axhline(study["predicted"][key], color=colours[key], linestyle=":",
-                              label=f"eps({key}) × largest term / ‖exp(A)‖")
-        right.axvline(TAYLOR_TERMS, color="grey", linestyle="--", linewidth=1,
-                      label=f"{TAYLOR_TERMS} terms (reference.taylor_expm)")
+                right.axhline(
+                    study["predicted"][key],
+                    color=colours[key],
+                    linestyle=":",
+                    label=f"eps({key}) × largest term / ‖exp(A)‖",
+                )
+        right.axvline(
+            TAYLOR_TERMS,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"{TAYLOR_TERMS} terms (reference.taylor_expm)",
+        )
         right.set_xlabel("terms summed")
         right.set_ylabel("relative error of the partial sum")
         right.set_title(f"{name}: error of the partial sums")
@@ -359,12 +375,19 @@ def series_section(studies: dict[str, dict], records) -> str:
     rows, notes = [], []
     for name, st in studies.items():
         for dtype in ("float64", "float32"):
-            rows.append([
-                name, dtype, f"{st['peak']:.1e} (k = {st['peak_k']})", f"{st['norm_X']:.2g}",
-                f"{st['predicted'][dtype]:.1e}", f"{st['predicted_sum'][dtype]:.1e}",
-                f"{st['floor'][dtype]:.1e}", f"{st['truncation']:.1e}",
-                f"{st['at_taylor_terms'][dtype]:.1e}",
-            ])
+            rows.append(
+                [
+                    name,
+                    dtype,
+                    f"{st['peak']:.1e} (k = {st['peak_k']})",
+                    f"{st['norm_X']:.2g}",
+                    f"{st['predicted'][dtype]:.1e}",
+                    f"{st['predicted_sum'][dtype]:.1e}",
+                    f"{st['floor'][dtype]:.1e}",
+                    f"{st['truncation']:.1e}",
+                    f"{st['at_taylor_terms'][dtype]:.1e}",
+                ]
+            )
         if name in taylor and taylor[name].ok:
             notes.append(
                 f"`{name}`: the harness's `taylor` row (`reference.taylor_expm`, compiled by "
@@ -372,9 +395,17 @@ def series_section(studies: dict[str, dict], records) -> str:
                 f"{st['at_taylor_terms']['float64']:.1e}."
             )
     table = markdown_table(
-        ["matrix", "dtype", "largest ‖T_k‖_F", "‖X‖_F", "eps·max‖T_k‖/‖X‖",
-         "eps·Σ‖T_k‖/‖X‖", f"observed, {SERIES_TERMS} terms", f"truncation, {TAYLOR_TERMS} terms",
-         f"observed, {TAYLOR_TERMS} terms"],
+        [
+            "matrix",
+            "dtype",
+            "largest ‖T_k‖_F",
+            "‖X‖_F",
+            "eps·max‖T_k‖/‖X‖",
+            "eps·Σ‖T_k‖/‖X‖",
+            f"observed, {SERIES_TERMS} terms",
+            f"truncation, {TAYLOR_TERMS} terms",
+            f"observed, {TAYLOR_TERMS} terms",
+        ],
         rows,
     )
     mvl = studies["moler-vanloan-2x2"]
@@ -388,27 +419,27 @@ error of every partial sum in float32, float64 and in exact arithmetic (mpmath, 
 digits: truncation alone), against the closed form of `exp(A)`.
 
 `[[-49, 24], [-64, 31]]` has eigenvalues {eig[0]:g} and {eig[1]:g}. Its terms grow until
-k = {mvl['peak_k']}, where `‖T_k‖_F` = {mvl['peak']:.2e}, then decay; the answer has
-`‖X‖_F` = {mvl['norm_X']:.3g}, so every digit of it is what is left after terms
-{mvl['peak'] / mvl['norm_X']:.1e} times larger cancel. Each term is rounded to about eps
+k = {mvl["peak_k"]}, where `‖T_k‖_F` = {mvl["peak"]:.2e}, then decay; the answer has
+`‖X‖_F` = {mvl["norm_X"]:.3g}, so every digit of it is what is left after terms
+{mvl["peak"] / mvl["norm_X"]:.1e} times larger cancel. Each term is rounded to about eps
 times its own size, so no partial sum comes closer to `X` than about
-eps × (largest term) / ‖X‖ = {mvl['predicted']['float64']:.1e} in float64 (at most
-eps × Σ‖T_k‖ / ‖X‖ = {mvl['predicted_sum']['float64']:.1e}); the observed floor is
-{mvl['floor']['float64']:.1e} ({between(mvl, 'float64')}): about
-{-math.log10(mvl['floor']['float64']):.1f} of 16 digits survive. In float32 the prediction
-is {mvl['predicted']['float32']:.1e}, and the observed error {mvl['floor']['float32']:.1e}
-({between(mvl, 'float32')}). At the {TAYLOR_TERMS} terms `reference.taylor_expm` sums, truncation
-adds {mvl['truncation']:.1e} (exact arithmetic), so the `taylor` row of the harness mixes
+eps × (largest term) / ‖X‖ = {mvl["predicted"]["float64"]:.1e} in float64 (at most
+eps × Σ‖T_k‖ / ‖X‖ = {mvl["predicted_sum"]["float64"]:.1e}); the observed floor is
+{mvl["floor"]["float64"]:.1e} ({between(mvl, "float64")}): about
+{-math.log10(mvl["floor"]["float64"]):.1f} of 16 digits survive. In float32 the prediction
+is {mvl["predicted"]["float32"]:.1e}, and the observed error {mvl["floor"]["float32"]:.1e}
+({between(mvl, "float32")}). At the {TAYLOR_TERMS} terms `reference.taylor_expm` sums, truncation
+adds {mvl["truncation"]:.1e} (exact arithmetic), so the `taylor` row of the harness mixes
 truncation and rounding.
 
 Ward's `[[0, 1], [-39, -40]]` (eigenvalues -1, -39) is worse: its terms reach
-{ward['peak']:.1e} (k = {ward['peak_k']}) for an answer of size {ward['norm_X']:.2g}, so
-even the float64 floor is {ward['floor']['float64']:.1e}, and after {TAYLOR_TERMS} terms
-the series has not converged at all (truncation error {ward['truncation']:.1e}).
+{ward["peak"]:.1e} (k = {ward["peak_k"]}) for an answer of size {ward["norm_X"]:.2g}, so
+even the float64 floor is {ward["floor"]["float64"]:.1e}, and after {TAYLOR_TERMS} terms
+the series has not converged at all (truncation error {ward["truncation"]:.1e}).
 
 {table}
 
-{chr(10).join('- ' + note for note in notes)}
+{chr(10).join("- " + note for note in notes)}
 
 Scaling is the cure: with `‖A / 2^s‖ <= 1` no term exceeds 1 and nothing cancels; the
 default ODE path and Padé both scale, then square `s` times.
@@ -435,7 +466,7 @@ def main():
         f"""Every method on the {len(cases)} cases of the `hard` suite (float64), through
 `odeexpm.harness.run`: relative error `‖X - X_ref‖_F / ‖X_ref‖_F` against mpmath (40
 digits) or a closed form, run time after compilation, and ODE steps. ODE methods
-run at rtol = {', '.join(map(str, rtols))} (`default` is 1e-13); `ode` is `odeexpm.expm`
+run at rtol = {", ".join(map(str, rtols))} (`default` is 1e-13); `ode` is `odeexpm.expm`
 at its defaults (balancing, a Taylor step on `[0, 2^-k]`, `k` squarings), `-plain` means
 `squarings=0` (one solve over `[0, 1]`), `-dopri8`/`-tsit5` swap the solver; `pade` is
 `jax.scipy.linalg.expm`, `taylor` the naive 60-term series. Times are the fastest of 7
@@ -447,8 +478,17 @@ measure dispatch overhead as much as arithmetic.""",
         "## Summary per method and tolerance\n\nTime: median over the cases of the fastest "
         "call, in µs; compile time in s; steps: median over the successful cases.\n\n"
         + markdown_table(
-            ["method", "rtol", "ok", "median error", "max error", "fastest µs", "compile s",
-             "steps", "failures"],
+            [
+                "method",
+                "rtol",
+                "ok",
+                "median error",
+                "max error",
+                "fastest µs",
+                "compile s",
+                "steps",
+                "failures",
+            ],
             summary_rows(records),
         ),
         "## Errors per case at the default tolerance\n\n" + per_case_table(records, "default"),

@@ -20,15 +20,14 @@ the question is where, and on which path, that growth destroys the gradient.
 
 import math
 
-# First: _common enables float64 and matplotlib's Agg backend.
-from _common import markdown_table, parse_args, save_figure, write_report
-
 import diffrax
 import matplotlib.pyplot as plt
 import numpy as np
-
 import odeexpm
 from odeexpm import harness
+
+# First: _common enables float64 and matplotlib's Agg backend.
+from _common import markdown_table, parse_args, save_figure, write_report
 
 N = 8
 STIFFNESS = (1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 1000.0)
@@ -49,7 +48,13 @@ PLAIN_ADJOINTS = {
     "plain-direct": (diffrax.DirectAdjoint, ("vjp", "jvp")),
     "plain-forward": (diffrax.ForwardMode, ("jvp",)),
 }
-DEFAULT_PATH_METHODS = ("ode-frechet", "ode-checkpoint", "ode-backsolve", "ode-direct", "ode-forward")
+DEFAULT_PATH_METHODS = (
+    "ode-frechet",
+    "ode-checkpoint",
+    "ode-backsolve",
+    "ode-direct",
+    "ode-forward",
+)
 CLOSED_FORM_METHODS = ("pade-autodiff", "pade-frechet")
 # The plain Dopri8 solve itself (no derivative): is the forward pass accurate?
 PLAIN_FORWARD = "ode-plain-dopri8"
@@ -83,8 +88,14 @@ def plain_method(name: str, adjoint, quantities) -> harness.Method:
 
     def make_forward():
         def forward(A):
-            return odeexpm.expm(A, squarings=0, solver=diffrax.Dopri8(), adjoint=adjoint(),
-                                throw=False, return_stats=True)
+            return odeexpm.expm(
+                A,
+                squarings=0,
+                solver=diffrax.Dopri8(),
+                adjoint=adjoint(),
+                throw=False,
+                return_stats=True,
+            )
 
         return forward
 
@@ -119,8 +130,13 @@ def stiffness_cases(quick: bool) -> list[harness.Case]:
     n = QUICK_N if quick else N
     families = ("laplacian",) if quick else tuple(FAMILIES)
     return [
-        harness.expm_case(f"{family}-{n}-c{c:g}", c * FAMILIES[family](n), gradients=True,
-                          family=family, stiffness=c)
+        harness.expm_case(
+            f"{family}-{n}-c{c:g}",
+            c * FAMILIES[family](n),
+            gradients=True,
+            family=family,
+            stiffness=c,
+        )
         for family in families
         for c in (QUICK_STIFFNESS if quick else STIFFNESS)
     ]
@@ -169,8 +185,11 @@ def describe(method: str) -> str:
 
 def curve(records, method: str, quantity: str, family: str, cases) -> list[tuple]:
     """(c, error or None, record) for one method, quantity and family, sorted by c."""
-    mine = [r for r in records if r.method == method and r.quantity == quantity
-            and cases[r.case].tags["family"] == family]
+    mine = [
+        r
+        for r in records
+        if r.method == method and r.quantity == quantity and cases[r.case].tags["family"] == family
+    ]
     points = [(cases[r.case].tags["stiffness"], r.error if r.ok else None, r) for r in mine]
     return sorted(points, key=lambda p: p[0])
 
@@ -201,8 +220,9 @@ def stiffness_figure(records, cases):
     families = list(dict.fromkeys(cases[r.case].tags["family"] for r in records))
     quantities = [q for q in ("vjp", "jvp") if any(r.quantity == q for r in records)]
     fig = plt.figure(figsize=(6.0 * len(families) + 3.6, 4.6 * len(quantities)))
-    grid = fig.add_gridspec(len(quantities), len(families) + 1,
-                            width_ratios=[1.0] * len(families) + [0.6])
+    grid = fig.add_gridspec(
+        len(quantities), len(families) + 1, width_ratios=[1.0] * len(families) + [0.6]
+    )
     fail_level = 1e4
     handles = {}
     for i, quantity in enumerate(quantities):
@@ -212,8 +232,10 @@ def stiffness_figure(records, cases):
             for method in methods:
                 points = curve(records, method, quantity, family, cases)
                 cs = [c for c, _, _ in points]
-                ys = [fail_level if e is None or e > fail_level else max(e, ERROR_FLOOR)
-                      for _, e, _ in points]
+                ys = [
+                    fail_level if e is None or e > fail_level else max(e, ERROR_FLOOR)
+                    for _, e, _ in points
+                ]
                 (line,) = ax.plot(cs, ys, markersize=5, **style(method))
                 handles.setdefault(describe(method), line)
                 for c, e, _ in points:
@@ -222,14 +244,25 @@ def stiffness_figure(records, cases):
             if quantity == "vjp":
                 # The mechanism of BacksolveAdjoint's failure (reverse mode only): eps
                 # amplified by the backward growth over [0, 1].
-                cs = sorted({c for c, _, _ in curve(records, next(iter(methods)), quantity,
-                                                    family, cases)})
-                guide = [EPS * 10 ** min(backward_growth_log10(
-                    cases[case_name(cases, family, c)].data["A"], 1.0), 300) for c in cs]
-                (line,) = ax.plot(cs, np.minimum(guide, fail_level), color="red",
-                                  linewidth=5, alpha=0.2)
-                handles.setdefault("eps × e^(c |λ|max): error growth when\nintegrating X "
-                                   "backwards over [0, 1]", line)
+                cs = sorted(
+                    {c for c, _, _ in curve(records, next(iter(methods)), quantity, family, cases)}
+                )
+                guide = [
+                    EPS
+                    * 10
+                    ** min(
+                        backward_growth_log10(cases[case_name(cases, family, c)].data["A"], 1.0),
+                        300,
+                    )
+                    for c in cs
+                ]
+                (line,) = ax.plot(
+                    cs, np.minimum(guide, fail_level), color="red", linewidth=5, alpha=0.2
+                )
+                handles.setdefault(
+                    "eps × e^(c |λ|max): error growth when\nintegrating X backwards over [0, 1]",
+                    line,
+                )
             ax.axhline(BROKEN, color="grey", linestyle=":", linewidth=1)
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -242,17 +275,28 @@ def stiffness_figure(records, cases):
             ax.grid(True, which="major", alpha=0.3)
     legend_ax = fig.add_subplot(grid[:, -1])
     legend_ax.axis("off")
-    legend_ax.legend(list(handles.values()), list(handles), loc="center", fontsize="small",
-                     title=f"errors > {fail_level:g} drawn at {fail_level:g};\nx: failed; "
-                     f"grey dotted: {BROKEN:g}", title_fontsize="small")
-    fig.suptitle("Derivative error against stiffness c (solid: default path; dashed, "
-                 "squares: plain path, squarings=0; dotted: closed form)")
+    legend_ax.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center",
+        fontsize="small",
+        title=f"errors > {fail_level:g} drawn at {fail_level:g};\nx: failed; "
+        f"grey dotted: {BROKEN:g}",
+        title_fontsize="small",
+    )
+    fig.suptitle(
+        "Derivative error against stiffness c (solid: default path; dashed, "
+        "squares: plain path, squarings=0; dotted: closed form)"
+    )
     return fig
 
 
 def case_name(cases, family: str, c: float) -> str:
-    return next(name for name, case in cases.items()
-                if case.tags["family"] == family and case.tags["stiffness"] == c)
+    return next(
+        name
+        for name, case in cases.items()
+        if case.tags["family"] == family and case.tags["stiffness"] == c
+    )
 
 
 def cost_figure(rows):
@@ -267,14 +311,27 @@ def cost_figure(rows):
     left.set_xlabel("XLA memory estimate, temporaries + outputs (KiB)")
     left.set_title("Memory of the compiled derivative")
     height = 0.38
-    right.barh(y - height / 2, [1e3 * row["time_low"] for row in rows], height,
-               color=colours, alpha=0.5, label=f"c = {rows[0]['c_low']:g}")
-    right.barh(y + height / 2, [1e3 * row["time_high"] for row in rows], height,
-               color=colours, label=f"c = {rows[0]['c_high']:g}")
+    right.barh(
+        y - height / 2,
+        [1e3 * row["time_low"] for row in rows],
+        height,
+        color=colours,
+        alpha=0.5,
+        label=f"c = {rows[0]['c_low']:g}",
+    )
+    right.barh(
+        y + height / 2,
+        [1e3 * row["time_high"] for row in rows],
+        height,
+        color=colours,
+        label=f"c = {rows[0]['c_high']:g}",
+    )
     right.set_xscale("log")
     right.set_xlabel("time per call, fastest of repeats (ms)")
-    right.set_title(f"Time ({rows[0]['family']}; pale: c = {rows[0]['c_low']:g}, "
-                    f"dark: c = {rows[0]['c_high']:g})")
+    right.set_title(
+        f"Time ({rows[0]['family']}; pale: c = {rows[0]['c_low']:g}, "
+        f"dark: c = {rows[0]['c_high']:g})"
+    )
     left.set_yticks(y, labels)
     left.invert_yaxis()
     for ax in (left, right):
@@ -293,10 +350,15 @@ def cost_rows(records, cases) -> list[dict]:
     for method, quantity in dict.fromkeys((r.method, r.quantity) for r in records):
         first = curve(records, method, quantity, families[0], cases)
         row = dict(
-            method=method, quantity=quantity, family=families[0],
-            memory=first[0][2].memory_bytes, compile=first[0][2].compile_s,
-            c_low=first[0][0], time_low=first[0][2].time_min_s,
-            c_high=first[-1][0], time_high=first[-1][2].time_min_s,
+            method=method,
+            quantity=quantity,
+            family=families[0],
+            memory=first[0][2].memory_bytes,
+            compile=first[0][2].compile_s,
+            c_low=first[0][0],
+            time_low=first[0][2].time_min_s,
+            c_high=first[-1][0],
+            time_high=first[-1][2].time_min_s,
             steps_high=first[-1][2].steps,
         )
         for family in families:
@@ -310,24 +372,38 @@ def cost_rows(records, cases) -> list[dict]:
 
 
 def cost_table(rows, families) -> str:
-    headers = ["method", "adjoint, path", "mode", "memory KiB", "compile s",
-               f"ms at c = {rows[0]['c_low']:g}", f"ms at c = {rows[0]['c_high']:g}",
-               f"steps at c = {rows[0]['c_high']:g}"]
+    headers = [
+        "method",
+        "adjoint, path",
+        "mode",
+        "memory KiB",
+        "compile s",
+        f"ms at c = {rows[0]['c_low']:g}",
+        f"ms at c = {rows[0]['c_high']:g}",
+        f"steps at c = {rows[0]['c_high']:g}",
+    ]
     for family in families:
         headers += [f"worst error, {family}", f"breaks at c ({family})"]
     table = []
     for row in rows:
-        line = [row["method"], describe(row["method"]),
-                "reverse" if row["quantity"] == "vjp" else "forward",
-                f"{row['memory'] / 1024:.0f}" if row["memory"] else "-",
-                f"{row['compile']:.1f}", f"{1e3 * row['time_low']:.3g}",
-                f"{1e3 * row['time_high']:.3g}", row["steps_high"]]
+        line = [
+            row["method"],
+            describe(row["method"]),
+            "reverse" if row["quantity"] == "vjp" else "forward",
+            f"{row['memory'] / 1024:.0f}" if row["memory"] else "-",
+            f"{row['compile']:.1f}",
+            f"{1e3 * row['time_low']:.3g}",
+            f"{1e3 * row['time_high']:.3g}",
+            row["steps_high"],
+        ]
         for family in families:
             worst = row[f"worst-{family}"]
             failed = row[f"failed-{family}"]
-            line += [("-" if worst is None else f"{worst:.1e}")
-                     + (f" ({failed} failed)" if failed else ""),
-                     "-" if row[f"broken-{family}"] is None else f"{row[f'broken-{family}']:g}"]
+            line += [
+                ("-" if worst is None else f"{worst:.1e}")
+                + (f" ({failed} failed)" if failed else ""),
+                "-" if row[f"broken-{family}"] is None else f"{row[f'broken-{family}']:g}",
+            ]
         table.append(line)
     return markdown_table(headers, table)
 
@@ -348,12 +424,14 @@ def error_table(records, cases, quantity: str) -> str:
 
 def power_of_ten(log10: float) -> str:
     """10^x as text, also where it overflows a float."""
-    return f"{10 ** log10:.1e}" if log10 < 300 else f"1e+{log10:.0f}"
+    return f"{10**log10:.1e}" if log10 < 300 else f"1e+{log10:.0f}"
 
 
 def find(records, case: str, method: str, quantity: str):
-    return next((r for r in records if r.case == case and r.method == method
-                 and r.quantity == quantity), None)
+    return next(
+        (r for r in records if r.case == case and r.method == method and r.quantity == quantity),
+        None,
+    )
 
 
 def backsolve_section(records, cases) -> tuple[str, dict]:
@@ -377,7 +455,9 @@ def backsolve_section(records, cases) -> tuple[str, dict]:
     agreement = (
         f"Wherever eps × growth exceeds 1e-12 and the error is finite, the observed error "
         f"is between 10^{min(offsets):.1f} and 10^{max(offsets):.1f} times the prediction "
-        f"({len(offsets)} cases)." if offsets else ""
+        f"({len(offsets)} cases)."
+        if offsets
+        else ""
     )
     text = f"""### BacksolveAdjoint on the plain path: the backward growth, measured
 
@@ -400,7 +480,7 @@ def default_backsolve_sentence(records, cases, rows) -> str:
         r = find(records, name, "ode-backsolve", "vjp")
         if r is not None and r.squarings is not None:
             ks.append(r.squarings)
-            growths.append(backward_growth_log10(case.data["A"], 2.0 ** -r.squarings))
+            growths.append(backward_growth_log10(case.data["A"], 2.0**-r.squarings))
     row = next((row for row in rows if row["method"] == "ode-backsolve"), None)
     if not growths or row is None:
         return ""
@@ -434,10 +514,17 @@ def plain_forward_mode_sentence(rows, forward, cases) -> str:
             f"{frechet[f'broken-{family}']:g} (worst {frechet[f'worst-{family}']:.1e}), while "
             f"reverse mode through the same solver (`RecursiveCheckpointAdjoint`) stays at "
             f"{checkpoint[f'worst-{family}']:.1e} or below"
-            + (f", and the plain solve itself (`{PLAIN_FORWARD}`, forward) at "
-               f"{max(solve):.1e}" if solve else "")
-            + (f". `ForwardMode` on the plain path (`jax.jvp`) reaches "
-               f"{tangent[f'worst-{family}']:.1e}" if tangent else "")
+            + (
+                f", and the plain solve itself (`{PLAIN_FORWARD}`, forward) at {max(solve):.1e}"
+                if solve
+                else ""
+            )
+            + (
+                f". `ForwardMode` on the plain path (`jax.jvp`) reaches "
+                f"{tangent[f'worst-{family}']:.1e}"
+                if tangent
+                else ""
+            )
             + ". The cause is not isolated here; it concerns `squarings=0` only: on the "
             "default path every adjoint stays accurate."
         )
@@ -452,28 +539,41 @@ def cost_sentence(rows) -> str:
         return ""
     others = [
         f"`{m}` {row['memory'] / 1024:.0f} KiB, {1e3 * row['time_high']:.3g} ms"
-        for m, row in reverse.items() if m != "ode-frechet" and row["memory"]
+        for m, row in reverse.items()
+        if m != "ode-frechet" and row["memory"]
     ]
     return (
         f"Reverse mode at c = {base['c_high']:g} ({base['family']}): `ode-frechet` needs "
         f"{base['memory'] / 1024:.0f} KiB and {1e3 * base['time_high']:.3g} ms; "
-        + "; ".join(others) + "."
+        + "; ".join(others)
+        + "."
     )
 
 
 def findings(rows, families) -> list[str]:
     lines = []
     for row in rows:
-        parts_ = [f"worst error {row[f'worst-{f}']:.1e} on {f}" if row[f"worst-{f}"] is not None
-                  else f"no success on {f}" for f in families]
-        broken = [f"{f} from c = {row[f'broken-{f}']:g}" for f in families
-                  if row[f"broken-{f}"] is not None]
+        parts_ = [
+            f"worst error {row[f'worst-{f}']:.1e} on {f}"
+            if row[f"worst-{f}"] is not None
+            else f"no success on {f}"
+            for f in families
+        ]
+        broken = [
+            f"{f} from c = {row[f'broken-{f}']:g}"
+            for f in families
+            if row[f"broken-{f}"] is not None
+        ]
         failed = [f"{row[f'failed-{f}']} failed on {f}" for f in families if row[f"failed-{f}"]]
         lines.append(
             f"- `{row['method']}` ({describe(row['method'])}, "
-            f"{'reverse' if row['quantity'] == 'vjp' else 'forward'}): " + "; ".join(parts_)
-            + (f"; error above {BROKEN:g} for {', '.join(broken)}" if broken else
-               f"; never above {BROKEN:g}")
+            f"{'reverse' if row['quantity'] == 'vjp' else 'forward'}): "
+            + "; ".join(parts_)
+            + (
+                f"; error above {BROKEN:g} for {', '.join(broken)}"
+                if broken
+                else f"; never above {BROKEN:g}"
+            )
             + (f"; {', '.join(failed)}" if failed else "")
             + "."
         )
@@ -501,7 +601,9 @@ def main():
         "`log10 growth` is log10 of `e^(max(-Re lambda))`, the factor by which integrating "
         "the state backwards over `[0, 1]` amplifies an error in `X(1)` (exact for the "
         "symmetric Laplacian, a lower bound for the non-normal chain).",
-        "## What the numbers show\n\n" + "\n".join(findings(rows, families)) + "\n\n"
+        "## What the numbers show\n\n"
+        + "\n".join(findings(rows, families))
+        + "\n\n"
         + "\n\n".join(p for p in paragraphs if p),
         backsolve_text,
         "## Error against stiffness\n\n![error against stiffness](adjoints_stiffness.png)",
@@ -511,8 +613,11 @@ def main():
         "## Forward mode (jax.jvp): relative error per case\n\n"
         + error_table(records, cases, "jvp"),
     ]
-    write_report(args, "Adjoints: accuracy, time and memory of each derivative",
-                 [section for section in sections if section])
+    write_report(
+        args,
+        "Adjoints: accuracy, time and memory of each derivative",
+        [section for section in sections if section],
+    )
 
     by_method = {(row["method"], row["quantity"]): row for row in rows}
 
@@ -523,15 +628,21 @@ def main():
         return max(errors) if errors else None
 
     back = by_method.get(("plain-backsolve", "vjp"))
-    onsets = [f"{back[f'broken-{f}']:g} ({f})" for f in families
-              if back and back[f"broken-{f}"] is not None]
+    onsets = [
+        f"{back[f'broken-{f}']:g} ({f})"
+        for f in families
+        if back and back[f"broken-{f}"] is not None
+    ]
     c_high = by_method[("ode-frechet", "vjp")]["c_high"]
     print(
         f"adjoints: FrechetAdjoint (default) worst gradient error {worst('ode-frechet'):.1e} "
         f"over c = 1..{c_high:g}; plain-path BacksolveAdjoint error above {BROKEN:g} from c = "
         + (", ".join(onsets) if onsets else "never")
-        + (f"; default-path BacksolveAdjoint worst {worst('ode-backsolve'):.1e}"
-           if worst("ode-backsolve") is not None else "")
+        + (
+            f"; default-path BacksolveAdjoint worst {worst('ode-backsolve'):.1e}"
+            if worst("ode-backsolve") is not None
+            else ""
+        )
     )
 
 

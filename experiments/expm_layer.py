@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import jax.random as jr
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
-from _common import markdown_table, parse_args, save_figure, train, write_report
-
 import odeexpm
+import optax
 from odeexpm.reference import mp_frechet, pade_expm
+
+from _common import markdown_table, parse_args, save_figure, train, write_report
 
 WEIGHTS = {
     "ode": lambda layer: layer.weight,  # odeexpm.expm(P - P^T)
@@ -68,7 +68,9 @@ def main():
     B = jr.normal(key_target, (n, n)) / np.sqrt(2 * n)
     R = pade_expm(0.5 * (B - B.T))  # the orthogonal map to learn
     h0 = jr.normal(key_data, (samples, n))
-    targets = h0 @ jnp.linalg.matrix_power(R, horizon).T + noise * jr.normal(key_noise, (samples, n))
+    targets = h0 @ jnp.linalg.matrix_power(R, horizon).T + noise * jr.normal(
+        key_noise, (samples, n)
+    )
     layer0 = odeexpm.ExpmLinear(n, key=key_layer, use_bias=False)
     # A decaying learning rate: at constant rate, adam's steps become erratic once the
     # gradient is tiny near a minimum (spikes in the loss).
@@ -89,7 +91,9 @@ def main():
         dA = mp_frechet(A.T, G, dps=30)
         return dA - dA.T, G
 
-    steps = {name: make_step(weight, optimiser, h0, targets, horizon) for name, weight in WEIGHTS.items()}
+    steps = {
+        name: make_step(weight, optimiser, h0, targets, horizon) for name, weight in WEIGHTS.items()
+    }
     state0 = (layer0, optimiser.init(eqx.filter(layer0, eqx.is_array)))
     runs = train(steps, {name: state0 for name in steps}, iterations)
     # Gradient accuracy along the training, at a few of the visited points (mpmath takes
@@ -100,7 +104,9 @@ def main():
         r["elapsed"] = np.cumsum(r["step_s"])
         errors, scaled_errors = [], []
         for i in checked:
-            reference, G = reference_gradient(r["history"]["generator"][i], r["history"]["weight"][i])
+            reference, G = reference_gradient(
+                r["history"]["generator"][i], r["history"]["weight"][i]
+            )
             difference = np.linalg.norm(r["history"]["gradient"][i] - reference)
             errors.append(float(difference / np.linalg.norm(reference)))
             # Near a minimum the gradient is far smaller than the cotangent dL/dW it is
@@ -111,26 +117,42 @@ def main():
 
     rows = []
     for name, r in runs.items():
-        rows.append([
-            LABELS[name], float(r["history"]["loss"][-1]), float(r["errors"].max()),
-            float(r["scaled_errors"].max()), float(r["history"]["orthogonality"].max()),
-            np.median(r["step_s"]) * 1e3, float(r["elapsed"][-1]), r["compile_s"],
-        ])
+        rows.append(
+            [
+                LABELS[name],
+                float(r["history"]["loss"][-1]),
+                float(r["errors"].max()),
+                float(r["scaled_errors"].max()),
+                float(r["history"]["orthogonality"].max()),
+                np.median(r["step_s"]) * 1e3,
+                float(r["elapsed"][-1]),
+                r["compile_s"],
+            ]
+        )
     table = markdown_table(
-        ["weight and gradient", "final loss", "max gradient error vs mpmath",
-         "max error / ‖dL/dW‖",
-         "max ‖WᵀW - I‖_F over training", "ms / step (median)", "training s",
-         "compile s"],
+        [
+            "weight and gradient",
+            "final loss",
+            "max gradient error vs mpmath",
+            "max error / ‖dL/dW‖",
+            "max ‖WᵀW - I‖_F over training",
+            "ms / step (median)",
+            "training s",
+            "compile s",
+        ],
         rows,
     )
     ratio = np.median(runs["ode"]["step_s"]) / np.median(runs["pade"]["step_s"])
-    gap = float(np.linalg.norm(runs["ode"]["layer"].generator - runs["pade"]["layer"].generator)
-                / np.linalg.norm(runs["pade"]["layer"].generator))
+    gap = float(
+        np.linalg.norm(runs["ode"]["layer"].generator - runs["pade"]["layer"].generator)
+        / np.linalg.norm(runs["pade"]["layer"].generator)
+    )
     setup = (
         f"`odeexpm.ExpmLinear({n}, structure='skew', use_bias=False)`; task: from {samples} "
         f"random `h_0`, predict `R^{horizon} h_0 + noise` (sd {noise:g}) as `W^{horizon} h_0`, "
         f"`R = exp(S)` a random rotation; mean squared error; optax adam, learning rate "
-        f"0.01 with cosine decay, {iterations} full-batch steps, float64, jitted steps. The gradient "
+        f"0.01 with cosine decay, {iterations} full-batch steps, float64, jitted steps. "
+        "The gradient "
         "reference is the chain rule with mpmath's Fréchet derivative "
         "(`odeexpm.reference.mp_frechet`, 30 digits; `dL/dP = D - D^T`, "
         f"`D = L_exp(A^T, dL/dW)`, `dL/dW` at the run's own weight), at {len(checked)} "
@@ -144,9 +166,12 @@ def main():
         f"{pade['errors'].max():.1e} (Padé) relative to the gradient; "
         f"{ode['scaled_errors'].max():.1e} and {pade['scaled_errors'].max():.1e} relative to "
         "`‖dL/dW‖`."
-        + (" The relative errors grow as the training converges, where the gradient becomes "
-           "small against the cotangent it is computed from."
-           if ode["errors"][-1] > 10 * ode["errors"][0] else "")
+        + (
+            " The relative errors grow as the training converges, where the gradient becomes "
+            "small against the cotangent it is computed from."
+            if ode["errors"][-1] > 10 * ode["errors"][0]
+            else ""
+        )
         + "\n"
         f"- `‖WᵀW - I‖_F` stays below {ode['history']['orthogonality'].max():.1e} (ODE) and "
         f"{pade['history']['orthogonality'].max():.1e} (Padé) over the whole training.\n"
@@ -155,30 +180,59 @@ def main():
         f"- Time per step ODE / Padé = {ratio:.2f}; compiling the step took "
         f"{ode['compile_s']:.1f} s (ODE) and {pade['compile_s']:.1f} s (Padé)."
     )
-    write_report(args, "A matrix-exponential layer (equinox + optax)", [
-        setup, table, findings, f"![training]({args.name}.png)",
-    ])
+    write_report(
+        args,
+        "A matrix-exponential layer (equinox + optax)",
+        [
+            setup,
+            table,
+            findings,
+            f"![training]({args.name}.png)",
+        ],
+    )
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for name, r in runs.items():
-        style = dict(label=LABELS[name], ls="--" if name == "pade" else "-",
-                     color="C1" if name == "pade" else "C0")
+        style = dict(
+            label=LABELS[name],
+            ls="--" if name == "pade" else "-",
+            color="C1" if name == "pade" else "C0",
+        )
         steps = np.arange(1, iterations + 1)
         axes[0, 0].semilogy(steps, r["history"]["loss"], **style)
         axes[0, 1].semilogy(r["elapsed"], r["history"]["loss"], **style)
         axes[1, 0].semilogy(steps, np.maximum(r["history"]["orthogonality"], 1e-17), **style)
-        axes[1, 1].semilogy(checked + 1, np.maximum(r["errors"], 1e-17), "o" + style["ls"],
-                            color=style["color"], label=style["label"] + ", relative")
-        axes[1, 1].semilogy(checked + 1, np.maximum(r["scaled_errors"], 1e-17), "s:",
-                            color=style["color"], label=style["label"] + ", / ||dL/dW||", alpha=0.6)
+        axes[1, 1].semilogy(
+            checked + 1,
+            np.maximum(r["errors"], 1e-17),
+            "o" + style["ls"],
+            color=style["color"],
+            label=style["label"] + ", relative",
+        )
+        axes[1, 1].semilogy(
+            checked + 1,
+            np.maximum(r["scaled_errors"], 1e-17),
+            "s:",
+            color=style["color"],
+            label=style["label"] + ", / ||dL/dW||",
+            alpha=0.6,
+        )
     for ax in axes[0]:
         ax.axhline(noise**2, color="gray", ls=":", label="noise variance")
     axes[0, 0].set(xlabel="iteration", ylabel="mean squared error", title="Training loss")
-    axes[0, 1].set(xlabel="wall time (s, compilation excluded)", ylabel="mean squared error",
-                   title="Training loss against wall time")
-    axes[1, 0].set(xlabel="iteration", ylabel="||W^T W - I||_F", title="Orthogonality of the weight")
-    axes[1, 1].set(xlabel="iteration", ylabel="relative error",
-                   title="Gradient error vs mpmath's Fréchet derivative")
+    axes[0, 1].set(
+        xlabel="wall time (s, compilation excluded)",
+        ylabel="mean squared error",
+        title="Training loss against wall time",
+    )
+    axes[1, 0].set(
+        xlabel="iteration", ylabel="||W^T W - I||_F", title="Orthogonality of the weight"
+    )
+    axes[1, 1].set(
+        xlabel="iteration",
+        ylabel="relative error",
+        title="Gradient error vs mpmath's Fréchet derivative",
+    )
     for ax in axes.flat:
         ax.legend(fontsize=8)
     save_figure(args, fig)

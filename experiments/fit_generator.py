@@ -15,10 +15,10 @@ import jax.random as jr
 import jax.scipy.linalg as jsl
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
-from _common import markdown_table, optax_step, parse_args, save_figure, train, write_report
-
 import odeexpm
+import optax
+
+from _common import markdown_table, optax_step, parse_args, save_figure, train, write_report
 
 METHODS = {"ode": odeexpm.expm, "pade": jsl.expm}
 LABELS = {"ode": "odeexpm.expm (FrechetAdjoint)", "pade": "Padé (jax.scipy.linalg.expm, autodiff)"}
@@ -64,7 +64,10 @@ def main():
         jnp.linalg.norm(rate_matrix(theta) - true_Q) / jnp.linalg.norm(true_Q)
     )
 
-    steps = {name: optax_step(make_loss(expm, times, observed), optimiser) for name, expm in METHODS.items()}
+    steps = {
+        name: optax_step(make_loss(expm, times, observed), optimiser)
+        for name, expm in METHODS.items()
+    }
     runs = train(steps, {name: (theta0, optimiser.init(theta0)) for name in steps}, iterations)
     for r in runs.values():
         r["theta"] = r["state"][0]
@@ -76,8 +79,14 @@ def main():
         np.linalg.norm(start_gradients[0] - start_gradients[1]) / np.linalg.norm(start_gradients[1])
     )
     rows = [
-        [LABELS[name], r["losses"][-1], parameter_error(r["theta"]), np.median(r["step_s"]) * 1e3,
-         r["elapsed"][-1], r["compile_s"]]
+        [
+            LABELS[name],
+            r["losses"][-1],
+            parameter_error(r["theta"]),
+            np.median(r["step_s"]) * 1e3,
+            r["elapsed"][-1],
+            r["compile_s"],
+        ]
         for name, r in runs.items()
     ]
     fit_difference = float(
@@ -86,7 +95,14 @@ def main():
     )
     ratio = np.median(runs["ode"]["step_s"]) / np.median(runs["pade"]["step_s"])
     table = markdown_table(
-        ["gradient", "final loss", "parameter error", "ms / step (median)", "training s", "compile s"],
+        [
+            "gradient",
+            "final loss",
+            "parameter error",
+            "ms / step (median)",
+            "training s",
+            "compile s",
+        ],
         rows,
     )
     setup = (
@@ -108,8 +124,11 @@ def main():
         f"- Time per step: ODE / Padé = {ratio:.2f}; compiling the ODE step took "
         f"{runs['ode']['compile_s']:.1f} s, the Padé step {runs['pade']['compile_s']:.1f} s."
     )
-    write_report(args, "Fitting a Markov generator with optax", [setup, table, findings,
-                 f"![loss curves]({args.name}.png)"])
+    write_report(
+        args,
+        "Fitting a Markov generator with optax",
+        [setup, table, findings, f"![loss curves]({args.name}.png)"],
+    )
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for name, r in runs.items():
@@ -130,7 +149,8 @@ def main():
     axes[2].legend()
     save_figure(args, fig)
     print(
-        f"HEADLINE fit_generator: parameter error {parameter_error(runs['ode']['theta']):.2e} (ODE) "
+        "HEADLINE fit_generator: parameter error "
+        f"{parameter_error(runs['ode']['theta']):.2e} (ODE) "
         f"vs {parameter_error(runs['pade']['theta']):.2e} (Padé); start gradients differ by "
         f"{grad_difference:.1e}; ODE/Padé time per step {ratio:.2f}"
     )

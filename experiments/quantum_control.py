@@ -16,10 +16,18 @@ import jax.random as jr
 import jax.scipy.linalg as jsl
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
-from _common import markdown_table, median_time, optax_step, parse_args, save_figure, train, write_report
-
 import odeexpm
+import optax
+
+from _common import (
+    markdown_table,
+    median_time,
+    optax_step,
+    parse_args,
+    save_figure,
+    train,
+    write_report,
+)
 
 TARGET_INFIDELITY = 1e-4
 I2 = jnp.eye(2)
@@ -87,16 +95,29 @@ def slicing_study(problem, amplitudes, slice_counts=(20, 100, 500, 2000)):
     `odeexpm.propagator` at tolerance 1e-12. Rows: method, slices, error
     `||U - U_ref||_F / sqrt(d)`, ms per evaluation (forward)."""
     control = SineSeries(amplitudes, problem.duration)
-    reference = odeexpm.propagator(problem.generator(control), 0.0, problem.duration, rtol=1e-12, atol=1e-12)
+    reference = odeexpm.propagator(
+        problem.generator(control), 0.0, problem.duration, rtol=1e-12, atol=1e-12
+    )
     error = lambda U: float(jnp.linalg.norm(U - reference) / np.sqrt(reference.shape[0]))
     ode = jax.jit(lambda a: ode_smooth(problem, a))
-    rows = [["ODE (Magnus6, default tolerance)", None, error(ode(amplitudes)),
-             median_time(ode, amplitudes) * 1e3]]
+    rows = [
+        [
+            "ODE (Magnus6, default tolerance)",
+            None,
+            error(ode(amplitudes)),
+            median_time(ode, amplitudes) * 1e3,
+        ]
+    ]
     for slices in slice_counts:
         midpoints = (jnp.arange(slices) + 0.5) * problem.duration / slices
-        pade = jax.jit(lambda a, midpoints=midpoints: pade_piecewise(
-            problem, jax.vmap(SineSeries(a, problem.duration))(midpoints)))
-        rows.append(["Padé product", slices, error(pade(amplitudes)), median_time(pade, amplitudes) * 1e3])
+        pade = jax.jit(
+            lambda a, midpoints=midpoints: pade_piecewise(
+                problem, jax.vmap(SineSeries(a, problem.duration))(midpoints)
+            )
+        )
+        rows.append(
+            ["Padé product", slices, error(pade(amplitudes)), median_time(pade, amplitudes) * 1e3]
+        )
     return rows
 
 
@@ -135,11 +156,23 @@ def main():
     # runs of one gate train in lockstep. The quick run covers the qubit's
     # piecewise-constant case only: each ODE gradient takes 10 to 20 s to compile.
     gates = [
-        (qubit, 300, [("ode", "piecewise", ode_piecewise, u_qubit),
-                      ("pade", "piecewise", pade_piecewise, u_qubit),
-                      ("ode", "smooth", ode_smooth, 0.3 * jr.normal(key_smooth, (modes,)))]),
-        (two_qubits, 600, [("ode", "piecewise", ode_piecewise, u_cnot),
-                           ("pade", "piecewise", pade_piecewise, u_cnot)]),
+        (
+            qubit,
+            300,
+            [
+                ("ode", "piecewise", ode_piecewise, u_qubit),
+                ("pade", "piecewise", pade_piecewise, u_qubit),
+                ("ode", "smooth", ode_smooth, 0.3 * jr.normal(key_smooth, (modes,))),
+            ],
+        ),
+        (
+            two_qubits,
+            600,
+            [
+                ("ode", "piecewise", ode_piecewise, u_cnot),
+                ("pade", "piecewise", pade_piecewise, u_cnot),
+            ],
+        ),
     ]
     if args.quick:
         gates = [(qubit, 30, gates[0][2][:2])]
@@ -147,47 +180,86 @@ def main():
 
     results = []
     for problem, iterations, runs in gates:
-        steps = {(method, kind): make_step(problem, propagate, optimiser)
-                 for method, kind, propagate, _ in runs}
+        steps = {
+            (method, kind): make_step(problem, propagate, optimiser)
+            for method, kind, propagate, _ in runs
+        }
         states = {(method, kind): (u0, optimiser.init(u0)) for method, kind, _, u0 in runs}
         for (method, kind), r in train(steps, states, iterations).items():
-            results.append(dict(r, method=method, kind=kind, problem=problem, params=r["state"][0],
-                                elapsed=np.cumsum(r["step_s"])))
-            print(f"{problem.name}, {kind}, {method}: infidelity {r['history']['infidelity'][-1]:.2e}")
+            results.append(
+                dict(
+                    r,
+                    method=method,
+                    kind=kind,
+                    problem=problem,
+                    params=r["state"][0],
+                    elapsed=np.cumsum(r["step_s"]),
+                )
+            )
+            print(
+                f"{problem.name}, {kind}, {method}: infidelity {r['history']['infidelity'][-1]:.2e}"
+            )
 
     label = lambda r: f"{'ODE' if r['method'] == 'ode' else 'Padé product'}, {r['kind']}"
     rows = []
     for r in results:
         infidelity = r["history"]["infidelity"]
         reached = first_below(infidelity, TARGET_INFIDELITY)
-        rows.append([
-            r["problem"].name, label(r), r["params"].size, len(infidelity), float(infidelity[-1]),
-            reached, np.median(r["step_s"]) * 1e3, float(r["elapsed"][reached - 1]) if reached else None,
-            r["compile_s"],
-        ])
+        rows.append(
+            [
+                r["problem"].name,
+                label(r),
+                r["params"].size,
+                len(infidelity),
+                float(infidelity[-1]),
+                reached,
+                np.median(r["step_s"]) * 1e3,
+                float(r["elapsed"][reached - 1]) if reached else None,
+                r["compile_s"],
+            ]
+        )
     table = markdown_table(
-        ["gate", "method, controls", "parameters", "iterations", "final infidelity",
-         f"iterations to 1-F < {TARGET_INFIDELITY:g}", "ms / iteration (median)",
-         f"s to 1-F < {TARGET_INFIDELITY:g}", "compile s"],
+        [
+            "gate",
+            "method, controls",
+            "parameters",
+            "iterations",
+            "final infidelity",
+            f"iterations to 1-F < {TARGET_INFIDELITY:g}",
+            "ms / iteration (median)",
+            f"s to 1-F < {TARGET_INFIDELITY:g}",
+            "compile s",
+        ],
         rows,
     )
 
     # The ODE and Padé runs of the same gate share the parametrisation and the start.
     agreement = []
     for problem in {r["problem"].name: r["problem"] for r in results}.values():
-        pair = {r["method"]: r for r in results if r["problem"] is problem and r["kind"] == "piecewise"}
+        pair = {
+            r["method"]: r for r in results if r["problem"] is problem and r["kind"] == "piecewise"
+        }
         if len(pair) < 2:
             continue
         g_ode, g_pade = (pair[m]["history"]["gradient"][0] for m in ("ode", "pade"))
         f_ode, f_pade = (pair[m]["history"]["infidelity"] for m in ("ode", "pade"))
-        agreement.append([
-            problem.name, float(np.linalg.norm(g_ode - g_pade) / np.linalg.norm(g_pade)),
-            float(abs(f_ode[0] - f_pade[0])), float(abs(f_ode[-1] - f_pade[-1])),
-            np.median(pair["ode"]["step_s"]) / np.median(pair["pade"]["step_s"]),
-        ])
+        agreement.append(
+            [
+                problem.name,
+                float(np.linalg.norm(g_ode - g_pade) / np.linalg.norm(g_pade)),
+                float(abs(f_ode[0] - f_pade[0])),
+                float(abs(f_ode[-1] - f_pade[-1])),
+                np.median(pair["ode"]["step_s"]) / np.median(pair["pade"]["step_s"]),
+            ]
+        )
     agreement_table = markdown_table(
-        ["gate", "relative gradient difference at the start", "infidelity difference at the start (absolute)",
-         "at the end", "time per iteration ODE / Padé"],
+        [
+            "gate",
+            "relative gradient difference at the start",
+            "infidelity difference at the start (absolute)",
+            "at the end",
+            "time per iteration ODE / Padé",
+        ],
         agreement,
     )
     setup = (
@@ -214,7 +286,9 @@ def main():
         for pair_rows in [[row for row in rows if row[0] == a[0] and "piecewise" in row[1]]]
     ]
     sections = [
-        setup, table, "Agreement of the two gradients (same parametrisation, same start):",
+        setup,
+        table,
+        "Agreement of the two gradients (same parametrisation, same start):",
         agreement_table,
     ]
     smooth = [r for r in results if r["kind"] == "smooth"]
@@ -234,11 +308,15 @@ def main():
             "A smooth control has no exact Padé product: sliced into `N` constant pieces "
             "(midpoint samples) it converges like `1/N^2`. Forward `U(T)` for the "
             "optimised smooth X-gate pulse, against `odeexpm.propagator` at tolerance 1e-12:",
-            markdown_table(["method", "slices N", "error ‖U - U_ref‖_F / √d", "ms / evaluation"],
-                           rows_slicing),
+            markdown_table(
+                ["method", "slices N", "error ‖U - U_ref‖_F / √d", "ms / evaluation"], rows_slicing
+            ),
         ]
     sections.append("\n".join(findings))
-    sections += [f"![infidelity curves]({args.name}.png)", f"![optimised controls]({args.name}_controls.png)"]
+    sections += [
+        f"![infidelity curves]({args.name}.png)",
+        f"![optimised controls]({args.name}_controls.png)",
+    ]
     write_report(args, "Quantum control with optax (GRAPE)", sections)
 
     trained = list({r["problem"].name: r["problem"] for r in results}.values())
@@ -250,7 +328,9 @@ def main():
             row[0].semilogy(np.arange(1, len(infidelity) + 1), infidelity, **style)
             row[1].semilogy(r["elapsed"], infidelity, **style)
         for ax, xlabel in zip(row, ["iteration", "wall time (s, compilation excluded)"]):
-            ax.axhline(TARGET_INFIDELITY, color="gray", ls=":", label=f"1-F = {TARGET_INFIDELITY:g}")
+            ax.axhline(
+                TARGET_INFIDELITY, color="gray", ls=":", label=f"1-F = {TARGET_INFIDELITY:g}"
+            )
             ax.set(xlabel=xlabel, ylabel="infidelity 1 - F", title=problem.name)
             ax.legend(fontsize=8)
     save_figure(args, fig)
@@ -268,16 +348,25 @@ def main():
             names = ["u"] if u.shape[1] == 1 else ["u(X1)", "u(Y1)", "u(X2)", "u(Y2)"]
             for k in range(u.shape[1]):
                 ax.plot(ts, u[:, k], label=f"{names[k]}, {r['kind']}")
-        ax.set(xlabel="t", ylabel="control amplitude", title=f"{problem.name}: optimised controls (ODE)")
+        ax.set(
+            xlabel="t",
+            ylabel="control amplitude",
+            title=f"{problem.name}: optimised controls (ODE)",
+        )
         ax.legend(fontsize=8)
     save_figure(args, fig, "controls")
 
-    reached = "; ".join(f"{row[0]}, {row[1]}: {row[5] if row[5] else 'not reached'}" for row in rows)
+    reached = "; ".join(
+        f"{row[0]}, {row[1]}: {row[5] if row[5] else 'not reached'}" for row in rows
+    )
     print(
         f"HEADLINE quantum_control: iterations to 1-F < {TARGET_INFIDELITY:g}: {reached}; time per "
-        "iteration ODE / Padé " + ", ".join(f"{a[0]} {a[4]:.1f}" for a in agreement)
-        + "; start gradients agree to " + ", ".join(f"{a[1]:.0e}" for a in agreement)
+        "iteration ODE / Padé "
+        + ", ".join(f"{a[0]} {a[4]:.1f}" for a in agreement)
+        + "; start gradients agree to "
+        + ", ".join(f"{a[1]:.0e}" for a in agreement)
     )
+
 
 if __name__ == "__main__":
     main()

@@ -23,12 +23,11 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # _common enables float64 and matplotlib's Agg backend.
-from _common import markdown_table, parse_args, save_figure, write_report  # noqa: E402
-
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from odeexpm import harness  # noqa: E402
+
+from _common import markdown_table, parse_args, save_figure, write_report  # noqa: E402
 
 METHODS = ("ode", "ode-plain", "ode-plain-dopri8", "pade")
 SIZES = (4, 8, 16, 32, 64, 128, 256)
@@ -76,8 +75,11 @@ def norm_cases(quick: bool) -> list[harness.Case]:
     B = G - np.max(np.linalg.eigvals(G).real) * np.eye(n)
     B /= np.abs(B).sum(axis=0).max()
     return [
-        harness.expm_case(f"shifted-gaussian-{n}-norm-{norm:.2g}", norm * B,
-                          source=f"G - max Re eig(G) I, scaled to ||A||_1 = {norm:g}")
+        harness.expm_case(
+            f"shifted-gaussian-{n}-norm-{norm:.2g}",
+            norm * B,
+            source=f"G - max Re eig(G) I, scaled to ||A||_1 = {norm:g}",
+        )
         for norm in (QUICK_NORMS if quick else NORMS)
     ]
 
@@ -141,36 +143,50 @@ def sweep_figure(records, suite: str, x_of, xlabel: str, title: str, methods):
         if method != "pade":
             panels["steps"][0].plot(xs, [r.steps for _, r in pairs], label=method, **style)
         if method != "pade" and "plain" not in method:  # the plain path never squares
-            panels["squarings"][0].plot(xs, [r.squarings for _, r in pairs], label=method,
-                                        **style)
+            panels["squarings"][0].plot(xs, [r.squarings for _, r in pairs], label=method, **style)
         errors = [max(r.error, ERROR_FLOOR) if r.ok else np.nan for _, r in pairs]
         panels["error"][0].plot(xs, errors, label=method, **style)
         for x, r in ((x, r) for x, r in pairs if not r.ok):
-            panels["error"][0].scatter(x, error_top, marker="x", s=80, color=style["color"],
-                                       zorder=4)
+            panels["error"][0].scatter(
+                x, error_top, marker="x", s=80, color=style["color"], zorder=4
+            )
             if r.steps is not None:
                 panels["steps"][0].scatter(x, r.steps, marker="x", s=80, color="red", zorder=4)
-            panels["time"][0].scatter(x, 1e3 * r.time_min_s, marker="x", s=80, color="red",
-                                      zorder=4)
+            panels["time"][0].scatter(
+                x, 1e3 * r.time_min_s, marker="x", s=80, color="red", zorder=4
+            )
     xs = sorted({x_of(r) for r in records if r.suite == suite})
     if suite == SIZE_SUITE:
         # Orientation: dense n x n products cost n^3.
         # Orientation where arithmetic rather than call overhead dominates (n >= 32).
         ode_times = [1e3 * r.time_min_s for _, r in series(records, suite, "ode", x_of)]
         big = np.array([x for x in xs if x >= 32] or xs[-1:])
-        panels["time"][0].plot(big, ode_times[-1] * (big / xs[-1]) ** 3, color="grey",
-                               linestyle=":", label="∝ n³")
+        panels["time"][0].plot(
+            big, ode_times[-1] * (big / xs[-1]) ** 3, color="grey", linestyle=":", label="∝ n³"
+        )
     else:
         # Drawn wide and pale: it may coincide with the measured squarings.
-        panels["squarings"][0].plot(xs, np.maximum(0, np.ceil(np.log2(xs))), color="grey",
-                                    linewidth=6, alpha=0.3, label="⌈log2 ‖A‖₁⌉")
+        panels["squarings"][0].plot(
+            xs,
+            np.maximum(0, np.ceil(np.log2(xs))),
+            color="grey",
+            linewidth=6,
+            alpha=0.3,
+            label="⌈log2 ‖A‖₁⌉",
+        )
     steps = [r.steps for r in records if r.suite == suite and r.steps is not None]
     if max(steps) > MAX_STEPS / 10:  # only where the budget is in sight
-        panels["steps"][0].axhline(MAX_STEPS, color="red", linestyle=":", linewidth=1,
-                                   label=f"step budget ({MAX_STEPS})")
+        panels["steps"][0].axhline(
+            MAX_STEPS, color="red", linestyle=":", linewidth=1, label=f"step budget ({MAX_STEPS})"
+        )
     panels["error"][0].axhline(error_top / 10, color="grey", linestyle=":", linewidth=1)
-    panels["error"][0].text(0.02, error_top * 2, "failed (x)", color="dimgrey",
-                            transform=panels["error"][0].get_yaxis_transform())
+    panels["error"][0].text(
+        0.02,
+        error_top * 2,
+        "failed (x)",
+        color="dimgrey",
+        transform=panels["error"][0].get_yaxis_transform(),
+    )
     for name, (ax, ylabel, panel_title) in panels.items():
         ax.set_xscale("log")
         if name != "squarings":
@@ -199,16 +215,16 @@ def sweep_table(records, suite: str, x_of, x_name: str, methods) -> str:
     for x in xs:
         row = [f"{x:.3g}"]
         for method in methods:
-            r = next(r for r in records if r.suite == suite and r.method == method
-                     and x_of(r) == x)
+            r = next(r for r in records if r.suite == suite and r.method == method and x_of(r) == x)
             work = "" if r.steps is None else f"{r.steps}/{r.squarings}"
             outcome = f"{r.error:.0e}" if r.ok else f"**{r.status}**"
-            row.append(f"{1e3 * r.time_min_s:.3g} ms" + (f", {work}" if work else "")
-                       + f", {outcome}")
+            row.append(
+                f"{1e3 * r.time_min_s:.3g} ms" + (f", {work}" if work else "") + f", {outcome}"
+            )
         rows.append(row)
     return (
-        "Each cell: time (fastest call), steps/squarings (ODE paths), relative error or failure.\n\n"
-        + markdown_table([x_name, *methods], rows)
+        "Each cell: time (fastest call), steps/squarings (ODE paths), relative error or "
+        "failure.\n\n" + markdown_table([x_name, *methods], rows)
     )
 
 
@@ -226,8 +242,9 @@ def findings(records, methods) -> tuple[list[str], dict]:
     # Size: the exponent of time ~ n^p over the larger sizes, where arithmetic (O(n^3)
     # products) rather than call overhead should dominate.
     for method in methods:
-        pairs = [(x, r) for x, r in series(records, SIZE_SUITE, method, size_of)
-                 if r.ok and x >= 32]
+        pairs = [
+            (x, r) for x, r in series(records, SIZE_SUITE, method, size_of) if r.ok and x >= 32
+        ]
         p = slope([x for x, _ in pairs], [r.time_min_s for _, r in pairs])
         all_pairs = series(records, SIZE_SUITE, method, size_of)
         (n0, r0), (n1, r1) = all_pairs[0], all_pairs[-1]
@@ -239,13 +256,16 @@ def findings(records, methods) -> tuple[list[str], dict]:
             f"- size, `{method}`: time {1e3 * r0.time_min_s:.3g} ms at n = {n0:g} -> "
             f"{1e3 * r1.time_min_s:.3g} ms at n = {n1:g}"
             + (f" (time ~ n^{p:.1f} for n >= 32)" if p is not None else "")
-            + work + "."
+            + work
+            + "."
         )
     if "pade" in methods:
         ratios = [
             f"{x:g}: {r.time_min_s / p.time_min_s:.2g}"
-            for (x, r), (_, p) in zip(series(records, SIZE_SUITE, "ode", size_of),
-                                      series(records, SIZE_SUITE, "pade", size_of))
+            for (x, r), (_, p) in zip(
+                series(records, SIZE_SUITE, "ode", size_of),
+                series(records, SIZE_SUITE, "pade", size_of),
+            )
         ]
         lines.append("- size, time of `ode` / time of `pade` at n = " + ", ".join(ratios) + ".")
     for method in methods:
@@ -255,14 +275,18 @@ def findings(records, methods) -> tuple[list[str], dict]:
         numbers[f"norm-failure-{method}"] = first_failure(pairs)
         parts = []
         if pairs[0][1].steps is not None and ok:
-            parts.append(f"steps {ok[0][1].steps} at ‖A‖₁ = {ok[0][0]:.2g} -> "
-                         f"{ok[-1][1].steps} at {ok[-1][0]:.2g}")
+            parts.append(
+                f"steps {ok[0][1].steps} at ‖A‖₁ = {ok[0][0]:.2g} -> "
+                f"{ok[-1][1].steps} at {ok[-1][0]:.2g}"
+            )
             big = [(x, r) for x, r in ok if x >= 10]
             p = slope([x for x, _ in big], [r.steps for _, r in big])
             if p is not None and abs(p) > 0.05:
                 parts.append(f"steps ~ ‖A‖^{p:.2f} for ‖A‖₁ >= 10")
             parts.append(f"squarings {pairs[0][1].squarings} -> {pairs[-1][1].squarings}")
-        parts.append(f"time {1e3 * pairs[0][1].time_min_s:.3g} -> {1e3 * pairs[-1][1].time_min_s:.3g} ms")
+        parts.append(
+            f"time {1e3 * pairs[0][1].time_min_s:.3g} -> {1e3 * pairs[-1][1].time_min_s:.3g} ms"
+        )
         if ok:
             parts.append(f"largest error {max(r.error for _, r in ok):.1e}")
         if failed:
@@ -276,12 +300,30 @@ def main():
     records = measure(args.quick)
     methods = list(dict.fromkeys(r.method for r in records))
     n_norm = next(r.n for r in records if r.suite == NORM_SUITE)
-    save_figure(args, sweep_figure(records, SIZE_SUITE, size_of, "n (matrix size)",
-                                   "Cost against size: Gaussian N(0, 1/n) matrices, float64",
-                                   methods), "size")
-    save_figure(args, sweep_figure(records, NORM_SUITE, norm_of, "‖A‖₁ (1-norm)",
-                                   f"Cost against norm: shifted Gaussian, n = {n_norm}, float64",
-                                   methods), "norm")
+    save_figure(
+        args,
+        sweep_figure(
+            records,
+            SIZE_SUITE,
+            size_of,
+            "n (matrix size)",
+            "Cost against size: Gaussian N(0, 1/n) matrices, float64",
+            methods,
+        ),
+        "size",
+    )
+    save_figure(
+        args,
+        sweep_figure(
+            records,
+            NORM_SUITE,
+            norm_of,
+            "‖A‖₁ (1-norm)",
+            f"Cost against norm: shifted Gaussian, n = {n_norm}, float64",
+            methods,
+        ),
+        "norm",
+    )
     lines, numbers = findings(records, methods)
     sections = [
         __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0],

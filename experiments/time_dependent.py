@@ -7,8 +7,9 @@ each kind of solver buy per unit of time, and does it keep `U` unitary?
   6-spin transverse-field Ising chain (64 x 64), for Runge-Kutta solvers (Tsit5, Dopri5,
   Dopri8), Magnus solvers (Magnus4/6/8, commutator-free CFMagnus4, and
   `odeexpm.propagator`'s default choice) over a sweep of tolerances, and the GRAPE-style
-  piecewise-constant Padé product over a sweep of segment counts. Measured by the validation harness (`odeexpm.harness.run`): the same cases,
-  references (Dopri8 at 1e-14 on a plain `ODETerm`) and timing as `odeexpm compare`.
+  piecewise-constant Padé product over a sweep of segment counts. Measured by the
+  validation harness (`odeexpm.harness.run`): the same cases, references (Dopri8 at
+  1e-14 on a plain `ODETerm`) and timing as `odeexpm compare`.
 - Unitarity drift `||U^H U - I||_F` along a long run of the driven qubit, for each solver
   at one tolerance.
 
@@ -20,11 +21,11 @@ import math
 import diffrax
 import jax.numpy as jnp
 import numpy as np
-from _common import markdown_table, parse_args, plt, save_figure, write_report
-
 import odeexpm
 from odeexpm import harness
 from odeexpm.harness._time_dependent import time_dependent
+
+from _common import markdown_table, parse_args, plt, save_figure, write_report
 
 args = parse_args(__doc__.split("\n")[2])
 quick = args.quick
@@ -93,7 +94,9 @@ save_figure(args, fig, "work_precision")
 
 def best_at(case: str, method: str, target: float):
     """The fastest ok measurement of `method` on `case` with error <= target."""
-    good = [r for r in records if r.case == case and r.method == method and r.ok and r.error <= target]
+    good = [
+        r for r in records if r.case == case and r.method == method and r.ok and r.error <= target
+    ]
     return min(good, key=lambda r: r.time_s) if good else None
 
 
@@ -158,12 +161,16 @@ for name, solver in DRIFT_SOLVERS.items():
         jnp.linalg.norm(jnp.einsum("tji,tjk->tik", Us.conj(), Us) - eye, axis=(1, 2))
     )
     ax.plot(np.asarray(ts), np.maximum(drift, 1e-17), label=name, **styles.get(name.lower(), {}))
-    drift_rows.append([name, int(stats.num_steps), float(drift[len(drift) // 10]), float(drift[-1])])
+    drift_rows.append(
+        [name, int(stats.num_steps), float(drift[len(drift) // 10]), float(drift[-1])]
+    )
 ax.set(
     yscale="log",
     xlabel="t",
     ylabel="||U^H U - I||_F",
-    title=f"Driven qubit: unitarity drift over t in [0, {DRIFT_T:g}] (rtol = atol = {DRIFT_RTOL:g})",
+    title=(
+        f"Driven qubit: unitarity drift over t in [0, {DRIFT_T:g}] (rtol = atol = {DRIFT_RTOL:g})"
+    ),
 )
 ax.grid(True, alpha=0.3)
 ax.legend(fontsize="small")
@@ -173,7 +180,11 @@ save_figure(args, fig, "unitarity")
 magnus_best = {case: best_at(case, "propagator", TARGET) for case in CASES}
 rk_best = {
     case: min(
-        (b for b in (best_at(case, m, TARGET) for m in ("rk-tsit5", "rk-dopri5", "rk-dopri8")) if b),
+        (
+            b
+            for b in (best_at(case, m, TARGET) for m in ("rk-tsit5", "rk-dopri5", "rk-dopri8"))
+            if b
+        ),
         key=lambda r: r.time_s,
         default=None,
     )
@@ -189,8 +200,7 @@ ratios = [
 magnus_drift = max(row[3] for row in drift_rows if row[0].startswith(("Magnus", "CFMagnus")))
 rk_drift = max(row[3] for row in drift_rows if not row[0].startswith(("Magnus", "CFMagnus")))
 headline = (
-    "; ".join(ratios)
-    + f". Unitarity drift at t = {DRIFT_T:g}: Magnus <= {magnus_drift:.1e}, "
+    "; ".join(ratios) + f". Unitarity drift at t = {DRIFT_T:g}: Magnus <= {magnus_drift:.1e}, "
     f"Runge-Kutta up to {rk_drift:.1e}."
 )
 write_report(

@@ -31,7 +31,7 @@ class FrechetAdjoint(diffrax.AbstractAdjoint):
     exponential, not the discrete solve: the gradient agrees with the exact one to the
     solver's tolerance.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import odeexpm
         >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])

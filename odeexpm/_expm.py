@@ -73,7 +73,7 @@ def expm(
     **Returns:** `exp(t A)`, shape `(..., n, n)`; with `return_stats=True` also the
     `Stats`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import odeexpm
         >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])

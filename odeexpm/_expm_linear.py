@@ -45,7 +45,7 @@ class ExpmLinear(eqx.Module):
     `[-1/sqrt(n), 1/sqrt(n)]` (real and imaginary parts alike), as in
     `equinox.nn.Linear`, so that the exponent has a norm of order one.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import odeexpm
         >>> layer = odeexpm.ExpmLinear(4, key=jax.random.key(0))
@@ -93,8 +93,7 @@ class ExpmLinear(eqx.Module):
         dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64) if dtype is None else dtype)
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(
-                f"{caller}: `dtype` must be float32, float64, complex64 or complex128; "
-                f"got {dtype}."
+                f"{caller}: `dtype` must be float32, float64, complex64 or complex128; got {dtype}."
             )
         generator_key, bias_key = jr.split(key)
         limit = 1 / size**0.5

@@ -24,7 +24,7 @@ from ._solver.action import largest_radius
 
 def expm_multiply(
     A: Inexact[ArrayLike, "n n"] | sparse.BCOO | sparse.BCSR | lx.AbstractLinearOperator,
-    B: Inexact[ArrayLike, "n *k"],
+    B: Inexact[ArrayLike, " n *k"],
     t: Real[ArrayLike, ""] = 1.0,
     *,
     solver: diffrax.AbstractSolver | None = None,
@@ -35,7 +35,7 @@ def expm_multiply(
     max_steps: int | None = 4096,
     throw: bool = True,
     return_stats: bool = False,
-) -> Inexact[Array, "n *k"] | tuple[Inexact[Array, "n *k"], Stats]:
+) -> Inexact[Array, " n *k"] | tuple[Inexact[Array, " n *k"], Stats]:
     """The action `exp(t A) @ B` of the matrix exponential, without forming `exp(t A)`
     (nor, for sparse or matrix-free `A`, any dense `n x n` array).
 
@@ -82,7 +82,7 @@ def expm_multiply(
     **Returns:** `exp(t A) @ B` with the shape of `B`, in the common dtype of `A` and
     `B`; with `return_stats=True` also the `Stats`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jax.experimental import sparse
         >>> import odeexpm
@@ -168,8 +168,6 @@ def _expm_multiply_single(operator, B, t, *, options):
     dt0 = jax.lax.stop_gradient(_first_step(t, radius, solver))
     if renumbering is not None:
         B = renumbering.forward(B)
-    ys, stats, result = solve_linear(
-        generator, B, 0.0, t, dt0=dt0, **{**options, "solver": solver}
-    )
+    ys, stats, result = solve_linear(generator, B, 0.0, t, dt0=dt0, **{**options, "solver": solver})
     Y = ys[0] if renumbering is None else renumbering.backward(ys[0])
     return outcome(Y, stats, result, bad)

@@ -8,7 +8,7 @@ from jaxtyping import Array, Inexact, Real
 REAL_PRODUCTS_FROM = 32
 
 
-def matmul(x: Inexact[Array, "n n"], y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+def matmul(x: Inexact[Array, "n n"], y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
     """`x @ y`, with complex products of larger matrices done as real ones.
 
     XLA's CPU backend multiplies complex matrices more slowly than the real products

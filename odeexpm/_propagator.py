@@ -48,16 +48,17 @@ def propagator(
     - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus8()` for a
       `Modulated` generator whose commutators it can use cheaply and store (one control
       and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` otherwise
-      (both with unitary steps for skew-Hermitian `A`); with `adjoint=diffrax.BacksolveAdjoint()` the default is
-      `diffrax.Dopri8()` (`Tsit5` in single precision), since backsolving needs a
+      (both with unitary steps for skew-Hermitian `A`); with
+      `adjoint=diffrax.BacksolveAdjoint()` the default is `diffrax.Dopri8()` (`Tsit5` in
+      single precision), since backsolving needs a
       solver for general vector fields.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
       for the Magnus solvers: `rtol = atol = 3e-10` for `Magnus8` and `1e-9` for
       `Magnus6` (relative errors about 1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8`
       for `Magnus2`, in double precision; `3e-6` (`Magnus8`), `1e-5` (`Magnus6`,
-      `Magnus2`) or `1e-6` in single precision. Other
-      solvers use `odeexpm.expm`'s defaults. Jump times of the generator (`A.jump_ts`) and `ts` are added to
-      any adaptive controller (`diffrax.ClipStepSizeController`).
+      `Magnus2`) or `1e-6` in single precision. Other solvers use `odeexpm.expm`'s
+      defaults. Jump times of the generator (`A.jump_ts`) and `ts` are added to any
+      adaptive controller (`diffrax.ClipStepSizeController`).
     - `dt0`: the initial step; required with `diffrax.ConstantStepSize()` (which never
       sees the jump times: choose `dt0` to land on them). Default: chosen by the
       adaptive controller.
@@ -80,7 +81,7 @@ def propagator(
     Compiled once per generator structure, shapes, dtypes and options: pass a generator
     defined once (not a new `lambda` per call) to reuse the compilation.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import odeexpm
         >>> X = jnp.array([[0.0, 1.0], [1.0, 0.0]])
@@ -104,14 +105,21 @@ def propagator(
     generator = _as_generator(A, caller)
     n, dtype = _signature(generator, t0, args, caller)
     y0 = jnp.eye(n, dtype=dtype)
-    options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+    options = dict(
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        dt0=dt0,
+        rtol=rtol,
+        atol=atol,
+        adjoint=adjoint,
+        max_steps=max_steps,
+    )
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
 def evolve(
     A: AbstractGenerator | Callable,
-    y0: Inexact[ArrayLike, "n"] | Inexact[ArrayLike, "*batch n k"],
+    y0: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "*batch n k"],
     t0: Real[ArrayLike, ""],
     t1: Real[ArrayLike, ""],
     *,
@@ -126,7 +134,7 @@ def evolve(
     max_steps: int | None = 4096,
     throw: bool = True,
     return_stats: bool = False,
-) -> Inexact[Array, "..."] | tuple[Inexact[Array, "..."], Stats]:
+) -> Inexact[Array, " ..."] | tuple[Inexact[Array, " ..."], Stats]:
     """The state `y(t1) = U(t1, t0) y0` of `dy/dt = A(t, args) y`, without forming `U`.
 
     **Arguments:** as `odeexpm.propagator`, and
@@ -139,7 +147,7 @@ def evolve(
     **Returns:** `y(t1)` with the shape of `y0` (`(len(ts),) + y0.shape` with `ts`),
     in the common dtype of `y0` and `A`; with `return_stats=True` also the `Stats`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> A = odeexpm.Constant(jnp.array([[0.0, 1.0], [-1.0, 0.0]]))
@@ -157,8 +165,15 @@ def evolve(
             f"generator is {n}x{n}); got shape {tuple(y0.shape)}."
         )
     y0 = jnp.asarray(y0, checked_dtype(jnp.result_type(dtype, y0.dtype), "y0", caller))
-    options = dict(solver=solver, stepsize_controller=stepsize_controller, dt0=dt0,
-                   rtol=rtol, atol=atol, adjoint=adjoint, max_steps=max_steps)
+    options = dict(
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        dt0=dt0,
+        rtol=rtol,
+        atol=atol,
+        adjoint=adjoint,
+        max_steps=max_steps,
+    )
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 

@@ -35,7 +35,7 @@ class Stats(eqx.Module):
     - `result`: an `odeexpm.RESULTS` item; `RESULTS.successful` unless something went
       wrong (with `throw=False` a failure is reported here instead of raised).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> X, stats = odeexpm.expm(jnp.array([[0.0, 30.0], [-30.0, 0.0]]), return_stats=True)

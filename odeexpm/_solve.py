@@ -207,9 +207,7 @@ def solve_linear(
             rtol=rtol, stepsize_controller=stepsize_controller, exponential=exponential,
         )  # fmt: skip
     _check_combination(solver, adjoint, exponential)
-    controller = make_controller(
-        stepsize_controller, rtol, atol, default_tolerances(solver, dtype)
-    )
+    controller = make_controller(stepsize_controller, rtol, atol, default_tolerances(solver, dtype))
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
     time_dtype = jnp.finfo(dtype).dtype
     controller = _clip_to_times(controller, generator, saveat, time_dtype)

@@ -28,7 +28,7 @@ class LinearTerm(diffrax.AbstractTerm):
     in every checkpoint of reverse mode, which for a large basis is slow. In the term it
     is computed once and never copied.
 
-    Example:
+    Examples:
         >>> import diffrax, jax.numpy as jnp
         >>> import odeexpm
         >>> term = odeexpm.LinearTerm(odeexpm.Constant(jnp.array([[0.0, 1.0], [-1.0, 0.0]])))
@@ -65,7 +65,9 @@ def linear_term(terms: PyTree, solver_name: str) -> tuple[LinearTerm, int]:
     fields, as diffrax does not export it.
     """
     direction = 1
-    while not isinstance(terms, LinearTerm) and hasattr(terms, "term") and hasattr(terms, "direction"):
+    while (
+        not isinstance(terms, LinearTerm) and hasattr(terms, "term") and hasattr(terms, "direction")
+    ):
         direction = direction * terms.direction
         terms = terms.term
     if not isinstance(terms, LinearTerm):

@@ -241,7 +241,7 @@ def _harness_missing() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `odeexpm` console script; returns the exit status.
 
-    Example:
+    Examples:
         >>> from odeexpm.cli import main
         >>> main(["compare", "--list"])  # doctest: +SKIP
         0

@@ -24,7 +24,7 @@ def pade_expm(A: Inexact[ArrayLike, "... n n"]) -> Inexact[Array, "... n n"]:
 
     JAX caps the squarings at 16 and returns NaN beyond (norms above about 3.5e5).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from odeexpm.reference import pade_expm
         >>> pade_expm(jnp.zeros((2, 2))).tolist()
@@ -42,7 +42,7 @@ def pade_frechet(
     Beware: where `pade_expm` returns NaN (more than 16 squarings needed), this returns
     finite values that are wholly wrong, and so does autodiff through `pade_expm`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from odeexpm.reference import pade_frechet
         >>> pade_frechet(jnp.zeros((2, 2)), jnp.eye(2)).tolist()
@@ -66,8 +66,12 @@ def _mpmath():
 def _to_mp(A):
     mpmath = _mpmath()
     A = np.asarray(A)
-    return mpmath.matrix([[mpmath.mpmathify(complex(x) if np.iscomplexobj(A) else float(x))
-                           for x in row] for row in A])
+    return mpmath.matrix(
+        [
+            [mpmath.mpmathify(complex(x) if np.iscomplexobj(A) else float(x)) for x in row]
+            for row in A
+        ]
+    )
 
 
 def _from_mp(M, n_rows: int, n_cols: int, complex_: bool) -> np.ndarray:
@@ -86,7 +90,7 @@ def mp_expm(A: ArrayLike, dps: int = 50) -> np.ndarray:
 
     Slow (seconds for n = 32); meant for references.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.reference import mp_expm
         >>> float(mp_expm(np.array([[1.0]]))[0, 0])
@@ -105,7 +109,7 @@ def mp_frechet(A: ArrayLike, E: ArrayLike, dps: int = 50) -> np.ndarray:
     """The Fréchet derivative `L_exp(A, E)` by mpmath, through the block identity
     `exp([[A, E], [0, A]]) = [[exp(A), L_exp(A, E)], [0, exp(A)]]`.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.reference import mp_frechet
         >>> float(mp_frechet(np.array([[0.0]]), np.array([[1.0]]))[0, 0])
@@ -131,7 +135,7 @@ def taylor_expm(A: Inexact[ArrayLike, "... n n"], terms: int = 60) -> Inexact[Ar
     float32 (Moler and Van Loan, "Nineteen dubious ways"). It is here to demonstrate
     that failure.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from odeexpm.reference import taylor_expm
         >>> float(taylor_expm(jnp.array([[1.0]]), terms=20)[0, 0])  # doctest: +ELLIPSIS

@@ -5,9 +5,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-
 import odeexpm
+import pytest
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3), (4, 2, 3)])

@@ -6,9 +6,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-
 import odeexpm
+import pytest
 from odeexpm.reference import mp_expm, pade_expm
 
 from .helpers import random_matrix, rel_err

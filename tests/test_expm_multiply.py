@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+import odeexpm
 import pytest
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from jax.experimental import sparse
-
-import odeexpm
 from odeexpm._operator import SparseOperator, plan_layout
 from odeexpm._operator.layout import UNROLLED_WIDTH
 
@@ -283,7 +282,7 @@ def test_forward_mode():
 def test_reverse_gradient_complex():
     A = sparse_pattern_matrix(N, 9, complex_=True)
     B = B0 + 1j * W0
-    loss = lambda f: (lambda A: jnp.real(jnp.sum(W0 * f(A, B, T))))
+    loss = lambda f: lambda A: jnp.real(jnp.sum(W0 * f(A, B, T)))
     grad = jax.grad(loss(odeexpm.expm_multiply))(jnp.asarray(A))
     padé = lambda A, B, t: jax.scipy.linalg.expm(t * A) @ B  # JAX's convention for complex
     assert rel_err(grad, jax.grad(loss(padé))(jnp.asarray(A))) < 1e-10
@@ -378,7 +377,10 @@ def test_modulated_sparse_gradients_and_complex():
     def dense_loss(A, amplitude):
         generator = odeexpm.Modulated(A, [A1], [lambda t, a: a * jnp.sin(t)])
         return jnp.sum(
-            W0 * odeexpm.evolve(generator, B0, 0.0, T, args=amplitude, solver=diffrax.Dopri8(), rtol=1e-12)
+            W0
+            * odeexpm.evolve(
+                generator, B0, 0.0, T, args=amplitude, solver=diffrax.Dopri8(), rtol=1e-12
+            )
         )
 
     grad_values, grad_amplitude = jax.grad(loss, argnums=(0, 1))(pattern.data, 0.7)
@@ -390,7 +392,9 @@ def test_modulated_sparse_gradients_and_complex():
     H = sparse_pattern_matrix(N, 6)
     H = H + H.T
     hamiltonian = odeexpm.Modulated(
-        sparse.BCOO.fromdense(jnp.asarray(-1j * H)), [sparse.BCOO.fromdense(jnp.asarray(-1j * A1 - 1j * A1.T))], [_drive]
+        sparse.BCOO.fromdense(jnp.asarray(-1j * H)),
+        [sparse.BCOO.fromdense(jnp.asarray(-1j * A1 - 1j * A1.T))],
+        [_drive],
     )
     psi = odeexpm.evolve(hamiltonian, B0[:, 0] / np.linalg.norm(B0[:, 0]), 0.0, T, rtol=1e-12)
     assert psi.dtype == jnp.complex128 and abs(float(jnp.linalg.norm(psi)) - 1) < 1e-10

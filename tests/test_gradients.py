@@ -4,9 +4,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-
 import odeexpm
+import pytest
 from odeexpm.reference import mp_frechet, pade_expm, pade_frechet
 
 from .helpers import random_matrix, rel_err
@@ -35,8 +34,15 @@ def loss(expm_fn, W):
 
 @pytest.mark.parametrize(
     "adjoint,complex_",
-    [("frechet", False), ("frechet", True), ("checkpoint", False), ("checkpoint", True),
-     ("backsolve", False), ("backsolve", True), ("direct", False)],
+    [
+        ("frechet", False),
+        ("frechet", True),
+        ("checkpoint", False),
+        ("checkpoint", True),
+        ("backsolve", False),
+        ("backsolve", True),
+        ("direct", False),
+    ],
 )
 def test_reverse_matches_frechet(adjoint, complex_):
     A = random_matrix(6, 1, complex_=complex_, scale=2.0)

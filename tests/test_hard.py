@@ -6,9 +6,8 @@ JAX's Padé returns NaN.
 """
 
 import numpy as np
-import pytest
-
 import odeexpm
+import pytest
 from odeexpm import harness
 from odeexpm.reference import pade_expm
 

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from odeexpm import harness, reference
 from odeexpm.cli import main
 from odeexpm.harness import _references
@@ -358,7 +357,9 @@ def test_time_dependent_quick_runs_with_unitarity():
 
 def test_propagator_reference_matches_the_closed_form():
     # The commuting case has a closed form; the Dopri8 reference must reproduce it.
-    case = next(c for c in harness.get_suite("time_dependent").cases() if c.name == "commuting-qubit")
+    case = next(
+        c for c in harness.get_suite("time_dependent").cases() if c.name == "commuting-qubit"
+    )
     data = case.inputs("complex128")
     exact = case.reference(data, "propagator")
     solved = harness.PropagatorReference(case.generator)(data, "propagator")

@@ -3,9 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
-
 import odeexpm
+from hypothesis import given, settings, strategies as st
 
 from .helpers import rel_err
 

@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import pytest
-
 import odeexpm
+import pytest
 from odeexpm.reference import pade_expm
 
 from .helpers import rel_err

@@ -2,14 +2,12 @@
 error estimates, the step exponential, and their use inside `diffrax.diffeqsolve`."""
 
 import diffrax
-import jax
 import jax.numpy as jnp
 import numpy as np
+import odeexpm
 import pytest
 import scipy.integrate
 import scipy.linalg
-
-import odeexpm
 from odeexpm._complex import merge_complex, split_complex
 from odeexpm._linalg import matmul
 from odeexpm._solve import default_solver
@@ -58,8 +56,13 @@ def fixed_steps(solver, t1, steps):
     # dt0 is traced: every step count and final time reuses one compilation per solver.
     generator = MODULATED if isinstance(solver, odeexpm.Magnus8) else hermitian_driven
     return odeexpm.propagator(
-        generator, 0.0, t1, solver=solver, stepsize_controller=diffrax.ConstantStepSize(),
-        dt0=jnp.asarray(t1 / steps), max_steps=4000,
+        generator,
+        0.0,
+        t1,
+        solver=solver,
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=jnp.asarray(t1 / steps),
+        max_steps=4000,
     )
 
 
@@ -82,8 +85,13 @@ def test_magnus4_commutators_of_modulated():
     A = odeexpm.Modulated(-1j * H0, -1j * H1[None], [lambda t, args: jnp.sin(2 * t)])
     assert isinstance(commutators_of(odeexpm.Magnus4(), A), Commutators)
     U = odeexpm.propagator(
-        A, 0.0, 2.0, solver=odeexpm.Magnus4(), stepsize_controller=diffrax.ConstantStepSize(),
-        dt0=jnp.asarray(2.0 / 8), max_steps=4000,
+        A,
+        0.0,
+        2.0,
+        solver=odeexpm.Magnus4(),
+        stepsize_controller=diffrax.ConstantStepSize(),
+        dt0=jnp.asarray(2.0 / 8),
+        max_steps=4000,
     )
     assert rel_err(U, fixed_steps(odeexpm.Magnus4(), 2.0, 8)) < 1e-13
 
@@ -239,7 +247,13 @@ def test_diffeqsolve_with_dense_output():
     ts = jnp.linspace(0.0, 2.0, 7)
     y0 = jnp.array([1.0, 0.0, 0.0, 0.0], complex)
     sol = diffrax.diffeqsolve(
-        term, odeexpm.Magnus6(), 0.0, 2.0, None, split_complex(y0), None,
+        term,
+        odeexpm.Magnus6(),
+        0.0,
+        2.0,
+        None,
+        split_complex(y0),
+        None,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
     )
@@ -275,7 +289,8 @@ def test_default_magnus8_accuracy():
     assert np.linalg.norm(np.conj(U).T @ U - np.eye(16)) < 1e-13
     # In single precision: about 1e-5.
     A32 = odeexpm.Modulated(
-        (-1j * h0).astype(np.complex64), (-1j * h1[None]).astype(np.complex64),
+        (-1j * h0).astype(np.complex64),
+        (-1j * h1[None]).astype(np.complex64),
         lambda t, a: a * jnp.cos(1.5 * t),
     )
     U32 = odeexpm.propagator(A32, 0.0, 6.0, args=np.float32(0.8))

@@ -8,11 +8,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import odeexpm
 import pytest
 import scipy.integrate
 import scipy.linalg
-
-import odeexpm
 from odeexpm._solver.commutators import Commutators
 
 from .helpers import random_matrix, rel_err
@@ -180,7 +179,9 @@ class Pulse(eqx.Module):
 
 def test_modulated_matches_function():
     pulse = Pulse(jnp.array(0.8))
-    A = odeexpm.Modulated(-1j * Z / 2, -1j * jnp.stack([X, Y]), [pulse, lambda t, args: 0.3 * jnp.sin(t)])
+    A = odeexpm.Modulated(
+        -1j * Z / 2, -1j * jnp.stack([X, Y]), [pulse, lambda t, args: 0.3 * jnp.sin(t)]
+    )
     fn = lambda t, args: -1j * (Z / 2 + 0.8 * jnp.exp(-((t - 1.0) ** 2)) * X + 0.3 * jnp.sin(t) * Y)
     assert rel_err(A(0.4), fn(0.4, None)) < 1e-15
     assert A.jump_ts is None
@@ -212,7 +213,9 @@ def test_evolve_shapes_and_promotion():
 # float64 and complex128 are the dtypes of the tests above.
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-4)])
 def test_real_dtypes(dtype, tol):
-    A = odeexpm.Modulated(jnp.asarray(B0, dtype), jnp.asarray(B1, dtype)[None], [lambda t, a: jnp.sin(3 * t)])
+    A = odeexpm.Modulated(
+        jnp.asarray(B0, dtype), jnp.asarray(B1, dtype)[None], [lambda t, a: jnp.sin(3 * t)]
+    )
     U = odeexpm.propagator(A, 0.0, 2.0)
     assert U.dtype == dtype
     assert rel_err(U, solve_ivp_propagator(real_driven, 0.0, 2.0, 4)) < tol
@@ -221,7 +224,8 @@ def test_real_dtypes(dtype, tol):
 @pytest.mark.parametrize("dtype,tol", [(jnp.complex64, 1e-4)])
 def test_complex_dtypes(dtype, tol):
     A = odeexpm.Modulated(
-        jnp.asarray(-1j * (0.5 * Z + 0.2 * Y), dtype), jnp.asarray(-1j * X, dtype)[None],
+        jnp.asarray(-1j * (0.5 * Z + 0.2 * Y), dtype),
+        jnp.asarray(-1j * X, dtype)[None],
         [lambda t, a: 0.7 * jnp.cos(1.3 * t)],
     )
     U = odeexpm.propagator(A, 0.0, 8.0)
@@ -292,7 +296,12 @@ def test_reverse_gradient_of_generator_arrays():
     commutators = odeexpm.Magnus6().init(odeexpm.LinearTerm(A), 0.0, 1.0, None, None)
     assert isinstance(commutators, Commutators)
     value, grads = jax.value_and_grad(lambda A: infidelity(odeexpm.propagator(A, 0.0, 2.5)))(A)
-    assert abs(value - exact_infidelity_and_derivative(DRIFT, AMPLITUDES, 0 * DRIFT, 0 * AMPLITUDES)[0]) < 1e-10
+    assert (
+        abs(
+            value - exact_infidelity_and_derivative(DRIFT, AMPLITUDES, 0 * DRIFT, 0 * AMPLITUDES)[0]
+        )
+        < 1e-10
+    )
     # Each amplitude, and a random direction of the (complex) drift: for a real loss,
     # JAX's gradient g of a complex array gives the derivative Re sum(g * direction).
     zero = np.zeros(4)
@@ -319,7 +328,9 @@ def test_forward_mode():
 def test_modulated_commutators_match_generic_steps():
     # A smooth drive: Magnus6 from precomputed commutators (Modulated) and from matrix
     # products (the same generator as a plain function) against SciPy.
-    A = odeexpm.Modulated(jnp.asarray(DRIFT), jnp.asarray(CONTROL)[None], [lambda t, args: jnp.cos(2 * t)])
+    A = odeexpm.Modulated(
+        jnp.asarray(DRIFT), jnp.asarray(CONTROL)[None], [lambda t, args: jnp.cos(2 * t)]
+    )
     fn = lambda t, args: A(t)
     ref = solve_ivp_propagator(fn, 0.0, 2.0, 8)
     assert rel_err(odeexpm.propagator(A, 0.0, 2.0), ref) < 1e-9
@@ -359,12 +370,17 @@ def test_second_derivative_with_direct_adjoint():
     _, hvp = jax.jvp(jax.grad(loss), (jnp.asarray(AMPLITUDES),), (jnp.asarray(direction),))
 
     def exact_gradient(a):
-        return np.array([
-            exact_infidelity_and_derivative(DRIFT, a, 0 * DRIFT, np.eye(4)[i])[1] for i in range(4)
-        ])
+        return np.array(
+            [
+                exact_infidelity_and_derivative(DRIFT, a, 0 * DRIFT, np.eye(4)[i])[1]
+                for i in range(4)
+            ]
+        )
 
     eps = 1e-5
-    ref = (exact_gradient(AMPLITUDES + eps * direction) - exact_gradient(AMPLITUDES - eps * direction)) / (2 * eps)
+    ref = (
+        exact_gradient(AMPLITUDES + eps * direction) - exact_gradient(AMPLITUDES - eps * direction)
+    ) / (2 * eps)
     assert rel_err(hvp, ref) < 1e-6
 
 
@@ -385,7 +401,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="1-D"):
         odeexpm.propagator(commuting, 0.0, 1.0, ts=jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="BacksolveAdjoint"):
-        odeexpm.propagator(commuting, 0.0, 1.0, solver=odeexpm.Magnus4(), adjoint=diffrax.BacksolveAdjoint())
+        odeexpm.propagator(
+            commuting, 0.0, 1.0, solver=odeexpm.Magnus4(), adjoint=diffrax.BacksolveAdjoint()
+        )
     with pytest.raises(ValueError, match="times"):
         odeexpm.PiecewiseConstant(jnp.arange(3.0), jnp.ones((3, 2, 2)))
     with pytest.raises(ValueError, match="coefficients"):
@@ -394,7 +412,9 @@ def test_bad_input():
 
 def test_nonfinite_input_and_step_budget():
     # `propagator` always runs jitted: the errors are raised from compiled code.
-    bad = odeexpm.PiecewiseConstant(TIMES, np.where(np.arange(4)[:, None, None] == 2, np.nan, VALUES))
+    bad = odeexpm.PiecewiseConstant(
+        TIMES, np.where(np.arange(4)[:, None, None] == 2, np.nan, VALUES)
+    )
     with pytest.raises(Exception, match="non-finite"):
         odeexpm.propagator(bad, 0.0, 2.0)
     with pytest.raises(Exception, match="non-finite"):

@@ -2,7 +2,6 @@
 
 import jax.numpy as jnp
 import numpy as np
-
 from odeexpm.reference import mp_expm, mp_frechet, pade_expm, pade_frechet, taylor_expm
 
 from .helpers import random_matrix, rel_err
@@ -23,7 +22,9 @@ def test_mp_expm_analytic():
     exact = [[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]]
     assert rel_err(mp_expm(rotation, dps=40), exact) < 1e-15
     nilpotent = np.diag([6.0, 6.0, 6.0], 1)
-    exact = np.eye(4) + nilpotent + nilpotent @ nilpotent / 2 + nilpotent @ nilpotent @ nilpotent / 6
+    exact = (
+        np.eye(4) + nilpotent + nilpotent @ nilpotent / 2 + nilpotent @ nilpotent @ nilpotent / 6
+    )
     assert rel_err(mp_expm(nilpotent), exact) < 1e-15
 
 

@@ -17,7 +17,7 @@ class AbstractGenerator(eqx.Module):
     exactly to the jump times (diffrax's `jump_ts`), so no step straddles a
     discontinuity. Every array field of the subclass is a differentiable parameter.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> class Rotation(odeexpm.AbstractGenerator):

@@ -15,7 +15,7 @@ class Constant(AbstractGenerator):
     `lineax.AbstractLinearOperator`, kept as an operator: no dense `n x n` array is
     formed, and products apply it directly.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jax.experimental import sparse
         >>> import odeexpm

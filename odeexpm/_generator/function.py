@@ -11,7 +11,7 @@ class FromFunction(AbstractGenerator):
     differentiate with respect to them pass them in `args`, or write an
     `AbstractGenerator` subclass. Taken to be smooth in time (no jump times).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> A = odeexpm.FromFunction(lambda t, args: t * jnp.eye(2))

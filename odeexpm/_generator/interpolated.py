@@ -25,7 +25,7 @@ class Interpolated(AbstractGenerator):
     - `values`: the samples, shape `(m, n, n)` for a generator.
     - `kind`: `"linear"` or `"cubic"`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> ts = jnp.linspace(0.0, 1.0, 11)

@@ -35,12 +35,13 @@ class Modulated(AbstractGenerator):
     - `coefficients`: a sequence of `K` callables `f_k(t, args) -> scalar`, or one
       callable `f(t, args) -> (K,)`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import odeexpm
         >>> Z = jnp.diag(jnp.array([1.0, -1.0]))
         >>> X = jnp.array([[0.0, 1.0], [1.0, 0.0]])
-        >>> pulse = odeexpm.Interpolated(jnp.linspace(0.0, 1.0, 5), jnp.array([0.0, 1.0, 2.0, 1.0, 0.0]))
+        >>> samples = jnp.array([0.0, 1.0, 2.0, 1.0, 0.0])
+        >>> pulse = odeexpm.Interpolated(jnp.linspace(0.0, 1.0, 5), samples)
         >>> A = odeexpm.Modulated(-1j * Z, -1j * X[None], [pulse])
         >>> A(0.5).shape
         (2, 2)

@@ -26,7 +26,7 @@ class PiecewiseConstant(AbstractGenerator):
     - `times`: increasing switching times, shape `(m + 1,)`.
     - `values`: the `m` pieces, shape `(m, n, n)` for a generator.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> X = jnp.array([[0.0, 1.0], [1.0, 0.0]])
@@ -37,7 +37,7 @@ class PiecewiseConstant(AbstractGenerator):
     """
 
     times: Real[Array, " m+1"]
-    values: Inexact[Array, "m *shape"]
+    values: Inexact[Array, " m *shape"]
 
     def __init__(self, times: ArrayLike, values: ArrayLike):
         self.times = jnp.asarray(times)

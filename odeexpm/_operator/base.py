@@ -23,10 +23,10 @@ class Renumbering(eqx.Module):
     order: Int[Array, " n"]
     inverse: Int[Array, " n"]
 
-    def forward(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def forward(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return y[self.order]
 
-    def backward(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def backward(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return y[self.inverse]
 
 
@@ -47,7 +47,7 @@ class AbstractOperator(eqx.Module):
         """The dtype of the operator's values (of `A @ y` for a real `y`)."""
 
     @abc.abstractmethod
-    def mv(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         """`A @ y` for `y` of shape `(n,)` or `(n, k)`."""
 
     @abc.abstractmethod
@@ -62,7 +62,7 @@ class AbstractOperator(eqx.Module):
         per solve; the solve then runs in that order and renumbers only its input and
         output."""
 
-    def __matmul__(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def __matmul__(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return self.mv(y)
 
 

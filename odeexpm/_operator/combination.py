@@ -26,11 +26,11 @@ class OperatorCombination(eqx.Module):
             self.drift.dtype, self.controls.dtype, *(op.dtype for op in self.operators)
         )
 
-    def mv(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         out = self.drift.mv(y)
         for control, operator in zip(self.controls, self.operators):
             out = out + control * operator.mv(y)
         return out
 
-    def __matmul__(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+    def __matmul__(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return self.mv(y)

@@ -15,10 +15,15 @@ from .lineax import LineaxOperator
 from .sparse import CooOperator, SparseOperator, cached_layout
 
 # What `is_operator` recognises: values of a generator that offer products only.
-_OPERATOR_TYPES = (AbstractOperator, OperatorCombination, lx.AbstractLinearOperator, jsparse.JAXSparse)
+_OPERATOR_TYPES = (
+    AbstractOperator,
+    OperatorCombination,
+    lx.AbstractLinearOperator,
+    jsparse.JAXSparse,
+)
 
 
-def apply(A, y: Inexact[Array, "n *k"]) -> Inexact[Array, "n *k"]:
+def apply(A, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
     """`A @ y` for whatever a generator returns: an array, a `BCOO`/`BCSR` matrix, an
     odeexpm operator or a `lineax.AbstractLinearOperator` (on vectors; a block `y` is
     applied column by column)."""

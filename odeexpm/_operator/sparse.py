@@ -28,7 +28,7 @@ class EllGroup(eqx.Module):
     columns: Int[Array, "w m"]
     rows: Int[Array, " m"]
 
-    def mv(self, y: Inexact[Array, "n *k"]) -> Inexact[Array, "m *k"]:
+    def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " m *k"]:
         width = self.values.shape[0]
         expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
         if width <= UNROLLED_WIDTH:
@@ -101,7 +101,7 @@ class SparseOperator(AbstractOperator):
     gradients reach it. Build one with `SparseOperator.from_bcoo(A)` (the indices must
     be concrete: outside `jax.jit`, or closed over).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jax.experimental import sparse
         >>> from odeexpm._operator import SparseOperator

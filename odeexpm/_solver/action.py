@@ -24,6 +24,7 @@ def largest_radius(degree: int, tolerance: float) -> float:
     shifted frame, this is the largest step `||h (A - center I)||` one Taylor step of
     that degree covers; elsewhere it is a first guess the step-size controller corrects.
     """
+
     def log_tail(r):  # log P(Poisson(r) > degree), its leading term and a geometric bound
         m = degree + 1
         log_term = -r + m * math.log(r) - math.lgamma(m + 1)
@@ -38,7 +39,7 @@ def largest_radius(degree: int, tolerance: float) -> float:
     return low
 
 
-def is_narrow(y: Inexact[Array, "n *k"], degree: int) -> bool:
+def is_narrow(y: Inexact[Array, " n *k"], degree: int) -> bool:
     """Whether `k` columns are few enough that `degree` products with them cost less
     than the about `2 sqrt(degree)` matrix products of Paterson-Stockmeyer."""
     n = y.shape[0]
@@ -50,10 +51,10 @@ def taylor_action(
     operator: AbstractOperator,
     center: Inexact[Array, ""],
     h: Real[Array, ""],
-    y: Inexact[Array, "n *k"],
+    y: Inexact[Array, " n *k"],
     degree: int,
     tolerance: float | None,
-) -> tuple[Inexact[Array, "n *k"], Inexact[Array, "n *k"]]:
+) -> tuple[Inexact[Array, " n *k"], Inexact[Array, " n *k"]]:
     """`(y1, y_error)` of one action step `y1 ~ exp(hA) y` (see `odeexpm.Taylor`).
 
     `center` is the shift `c` (not differentiated: `exp(hA) = e^(hc) exp(h(A - cI))`
@@ -128,14 +129,24 @@ def _series_loop(operator, h, y, center, degree, tolerance):
         new_term = _next_term(operator, h, center, term, k + 1)
         new_total = total + term
         return (
-            k + 1, new_term, new_total, norm(new_term), last_norm, norm(new_total),
+            k + 1,
+            new_term,
+            new_total,
+            norm(new_term),
+            last_norm,
+            norm(new_total),
             magnitude + last_norm,
         )
 
     real = jnp.finfo(y.dtype).dtype
     init = (
-        jnp.zeros((), jnp.int32), y, jnp.zeros_like(y), norm(y),
-        jnp.asarray(jnp.inf, real), jnp.zeros((), real), jnp.zeros((), real),
+        jnp.zeros((), jnp.int32),
+        y,
+        jnp.zeros_like(y),
+        norm(y),
+        jnp.asarray(jnp.inf, real),
+        jnp.zeros((), real),
+        jnp.zeros((), real),
     )
     k, term, total, last_norm, previous_norm, _, magnitude = jax.lax.while_loop(
         keep_going, add_term, init

@@ -34,7 +34,7 @@ class AbstractLinearSolver(diffrax.AbstractAdaptiveSolver):
         self,
         generator: AbstractGenerator,
         t0: Real[ArrayLike, ""],
-        y0: Inexact[Array, "n *k"],
+        y0: Inexact[Array, " n *k"],
         args: PyTree,
     ) -> PyTree:
         """What the steps need of `generator` (constant over a solve), computed once per

@@ -14,7 +14,7 @@ class CFMagnus4(AbstractStepDoublingMagnus):
     step doubling. Each exponential involves only a linear combination of samples of
     `A`, so it keeps whatever structure those share (e.g. sparsity patterns, symmetry).
 
-    Example:
+    Examples:
         ```python
         A = lambda t, args: jnp.array([[0.0, 1.0], [-1.0 - t, 0.0]])  # Airy-like
         y = odeexpm.evolve(A, jnp.array([1.0, 0.0]), 0.0, 2.0, solver=odeexpm.CFMagnus4())

@@ -7,11 +7,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Inexact, Real
+from jaxtyping import Array
 
 from .._generator import AbstractGenerator, Modulated
 from .._linalg import commutator
-
 
 # A Modulated generator gets precomputed commutators if contracting them is cheaper than
 # the matrix products they replace (m^depth <= 2n for m = K + 1 matrices of size n) and
@@ -63,7 +62,9 @@ class Commutators(eqx.Module):
         if not Commutators.possible(generator, depth):
             return None
         dtype = jnp.result_type(generator.drift, generator.operators)
-        letters = jnp.concatenate([generator.drift[None].astype(dtype), generator.operators.astype(dtype)])
+        letters = jnp.concatenate(
+            [generator.drift[None].astype(dtype), generator.operators.astype(dtype)]
+        )
         m, n = letters.shape[0], letters.shape[-1]
         levels = [letters]
         for d in range(2, depth + 1):
@@ -151,7 +152,7 @@ def _lie_basis(m: int, d: int) -> tuple[tuple[tuple[int, ...], ...], np.ndarray]
         right = np.zeros((m**k, m**k))
         for row, (a, r) in enumerate(zip(first, inner)):
             left[row, a * m ** (k - 1) : (a + 1) * m ** (k - 1)] = r  # a u
-            right[row, a :: m] = r  # u a
+            right[row, a::m] = r  # u a
         expansions = left - right
     chosen, orthonormal = [], np.zeros((0, m**d))
     for u, row in enumerate(expansions):  # greedy Gram-Schmidt (the rows are integers)

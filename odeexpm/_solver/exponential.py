@@ -49,8 +49,8 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
 
 
 def apply_exponential(
-    omega: Inexact[Array, "n n"], y: Inexact[Array, "n *k"]
-) -> tuple[Inexact[Array, "n *k"], Bool[Array, ""]]:
+    omega: Inexact[Array, "n n"], y: Inexact[Array, " n *k"]
+) -> tuple[Inexact[Array, " n *k"], Bool[Array, ""]]:
     """`(exp(omega) @ y, ok)`, `ok` False if `omega` is too large to take."""
     e, ok = step_exponential(omega)
     return matmul(e, y), ok

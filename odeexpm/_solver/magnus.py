@@ -87,8 +87,8 @@ class AbstractMagnus(AbstractLinearSolver):
 
     @abc.abstractmethod
     def advance(
-        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, "n *k"]
-    ) -> tuple[Inexact[Array, "n *k"], Inexact[Array, "n *k"], Bool[Array, ""]]:
+        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, " n *k"]
+    ) -> tuple[Inexact[Array, " n *k"], Inexact[Array, " n *k"], Bool[Array, ""]]:
         """`(y1, y_error, ok)`: one step from `(t, y)` of size `h`, in the user's time."""
 
     def precompute(self, generator, t0, y0, args) -> Commutators | None:
@@ -156,8 +156,8 @@ class AbstractStepDoublingMagnus(AbstractMagnus):
 
     @abc.abstractmethod
     def propagate(
-        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, "n *k"]
-    ) -> tuple[Inexact[Array, "n *k"], Bool[Array, ""]]:
+        self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, " n *k"]
+    ) -> tuple[Inexact[Array, " n *k"], Bool[Array, ""]]:
         """`(y1, ok)`: one step of the plain method."""
 
     def error_order(self, terms):
@@ -172,8 +172,8 @@ class AbstractStepDoublingMagnus(AbstractMagnus):
 
 
 def error_estimate(
-    difference: Inexact[Array, "n n"], y1: Inexact[Array, "n *k"]
-) -> Inexact[Array, "n *k"]:
+    difference: Inexact[Array, "n n"], y1: Inexact[Array, " n *k"]
+) -> Inexact[Array, " n *k"]:
     """`difference @ y1` in single precision: the error estimate of the embedded
     methods, which needs a digit or two, at half the cost of a double-precision product."""
     low = jnp.complex64 if jnp.iscomplexobj(difference) or jnp.iscomplexobj(y1) else jnp.float32
@@ -186,7 +186,7 @@ def error_estimate(
     return product.astype(y1.dtype) * scale
 
 
-def outer(*vectors: Inexact[Array, " m"]) -> Inexact[Array, "..."]:
+def outer(*vectors: Inexact[Array, " m"]) -> Inexact[Array, " ..."]:
     """The outer product of coordinate vectors, shape `(m,) * len(vectors)`."""
     out = vectors[0]
     for v in vectors[1:]:

@@ -13,7 +13,7 @@ class Magnus2(AbstractStepDoublingMagnus):
     propagated). Unitary for skew-Hermitian generators. Cheap per step but low order:
     use it for loose tolerances or rough generators.
 
-    Example:
+    Examples:
         ```python
         A = lambda t, args: jnp.array([[0.0, t], [-t, 0.0]])
         U = odeexpm.propagator(A, 0.0, 1.0, solver=odeexpm.Magnus2(), rtol=1e-6)

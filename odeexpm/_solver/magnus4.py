@@ -14,7 +14,7 @@ class Magnus4(AbstractStepDoublingMagnus):
     `Omega = h/2 (A1 + A2) + sqrt(3)/12 h^2 [A2, A1]`, `y(t + h) = exp(Omega) y(t)`.
     One commutator and one exponential per step; error control by step doubling.
 
-    Example:
+    Examples:
         ```python
         A = lambda t, args: -1j * jnp.array([[1.0, jnp.sin(t)], [jnp.sin(t), -1.0]])
         U = odeexpm.propagator(A, 0.0, 5.0, solver=odeexpm.Magnus4())

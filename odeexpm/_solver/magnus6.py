@@ -31,12 +31,12 @@ class Magnus6(AbstractMagnus):
 
     For a `Modulated` generator `A = A0 + sum_k f_k(t) A_k` (with `n >= 4` for one
     control, `n >= 16` for two: see `Commutators.pay`) the nested commutators of
-    `A0, ..., A_K` are computed once per solve (in `init`), and `Omega6` and `Omega4` become linear combinations of them: the same
-    series, truncated after its `O(h^6)` terms (the terms `[a3, C2]` and `[C1, C2]` of
-    the formula above are `O(h^7)`). A step then costs one exponential and two matrix
-    products.
+    `A0, ..., A_K` are computed once per solve (`precompute`), and `Omega6` and `Omega4`
+    become linear combinations of them: the same series, truncated after its `O(h^6)`
+    terms (the terms `[a3, C2]` and `[C1, C2]` of the formula above are `O(h^7)`). A
+    step then costs one exponential and two matrix products.
 
-    Example:
+    Examples:
         ```python
         A = lambda t, args: -1j * jnp.array([[1.0, jnp.cos(t)], [jnp.cos(t), -1.0]])
         U = odeexpm.propagator(A, 0.0, 10.0, solver=odeexpm.Magnus6(), rtol=1e-10)

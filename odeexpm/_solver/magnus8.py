@@ -25,7 +25,7 @@ class Magnus8(AbstractMagnus):
     the free algebra when the class is first used (`magnus_series`). With Gauss nodes
     the quadrature error is of order `h^9` too, so the method has order 8 (Iserles and
     Norsett, 1999). It needs a `Modulated` generator, whose nested commutators up to
-    depth 6 are computed once per solve (in `init`): `Omega` is then a linear
+    depth 6 are computed once per solve (`precompute`): `Omega` is then a linear
     combination of them, and a step costs one exponential (5 matrix products for
     `||Omega||_1 <= 1.09`) and one product. For other generators use `Magnus6`.
 
@@ -33,7 +33,7 @@ class Magnus8(AbstractMagnus):
     difference to the sixth-order method with the same nodes, `O(h^7)`. The
     eighth-order result is propagated, so the estimate bounds its error from above.
 
-    Example:
+    Examples:
         ```python
         A = odeexpm.Modulated(-1j * Z, -1j * X[None], lambda t, a: a * jnp.sin(t))
         U = odeexpm.propagator(A, 0.0, 10.0, args=0.7, solver=odeexpm.Magnus8())

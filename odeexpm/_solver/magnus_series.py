@@ -32,8 +32,10 @@ def magnus_series(s: int, max_weight: int):
 
     def times_power(p, j):  # p(tau) (tau - 1/2)^j
         for _ in range(j):
-            p = [(p[k - 1] if k else 0) - Fraction(1, 2) * (p[k] if k < len(p) else 0)
-                 for k in range(len(p) + 1)]
+            p = [
+                (p[k - 1] if k else 0) - Fraction(1, 2) * (p[k] if k < len(p) else 0)
+                for k in range(len(p) + 1)
+            ]
         return p
 
     # Iterated integrals as polynomials in tau, the first letter the latest time.
@@ -64,8 +66,10 @@ def magnus_series(s: int, max_weight: int):
     for k in range(1, max(map(len, log)) + 1):
         words = sorted(w for w in log if len(w) == k)
         coefficients = np.array(
-            [[float(log[w] / k) for w in words],
-             [float(log[w] / k) if weight(w) == max_weight else 0.0 for w in words]]
+            [
+                [float(log[w] / k) for w in words],
+                [float(log[w] / k) if weight(w) == max_weight else 0.0 for w in words],
+            ]
         )
         series.append((np.array(words, dtype=np.int32).reshape(len(words), k), coefficients))
     nodes = (np.polynomial.legendre.leggauss(s)[0] + 1) / 2

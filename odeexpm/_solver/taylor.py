@@ -39,7 +39,7 @@ class Taylor(AbstractLinearSolver):
     (`odeexpm.expm_multiply`), or the state is narrow (`k sqrt(m) < 2n` columns), the
     step evaluates `y1 = e^(hc) sum_k T_k` with `T_0 = y0`,
     `T_k = (h/k) (A - cI) T_(k-1)`, one product with `A` per term, where `c` is the
-    center of a disk holding the spectrum (computed once per solve, in `init`): the
+    center of a disk holding the spectrum (computed once per solve, `precompute`): the
     shift shrinks the norm the series must cover, and makes the terms of a Markov
     generator non-negative. The series stops after `K <= degree` terms, once the last
     two are below `tolerance` times the sum (inf-norms); `degree` is then the most
@@ -58,7 +58,7 @@ class Taylor(AbstractLinearSolver):
     - `tolerance`: action steps only: stop adding terms below this relative size
       (`None`: the unit roundoff of the dtype).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import odeexpm
         >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
@@ -118,7 +118,7 @@ class Taylor(AbstractLinearSolver):
 
 
 def _action_operator(
-    A: Inexact[Array, "n n"] | AbstractOperator, y: Inexact[Array, "n *k"], degree: int
+    A: Inexact[Array, "n n"] | AbstractOperator, y: Inexact[Array, " n *k"], degree: int
 ) -> AbstractOperator | None:
     """The operator an action step applies (`A` itself, or a dense `A` as a
     `DenseOperator` for a narrow state), or `None` where the step is a polynomial."""

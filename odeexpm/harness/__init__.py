@@ -1,7 +1,7 @@
 """The validation harness: named cases with independent references, methods under test,
 and the measurements that compare them (`odeexpm compare` on the command line).
 
-Example:
+Examples:
     >>> import jax
     >>> jax.config.update("jax_enable_x64", True)
     >>> from odeexpm import harness
@@ -13,17 +13,19 @@ Example:
     ['csv', 'json', 'report']
 """
 
-from . import _suites as _suites  # registers the built-in suites
-from . import _action as _action  # the action suite and methods
-from . import _time_dependent as _time_dependent  # the time-dependent suite and methods
+from . import (
+    _action as _action,  # the action suite and methods
+    _suites as _suites,  # registers the built-in suites
+    _time_dependent as _time_dependent,  # the time-dependent suite and methods
+)
 from ._cases import (
     Case,
     Suite,
     action_case,
     expm_case,
-    propagator_case,
     get_suite,
     list_suites,
+    propagator_case,
     register_suite,
     suite,
     unregister_suite,
@@ -41,9 +43,9 @@ from ._references import (
     ActionReference,
     PropagatorReference,
     Reference,
-    longdouble_action,
     closed_form_2x2,
     closed_form_nilpotent_shift,
+    longdouble_action,
     longdouble_expm,
     precise_expm,
     precise_frechet,

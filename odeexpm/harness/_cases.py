@@ -81,7 +81,9 @@ class Case:
         it was actually given, not charged for the rounding of its input.
         """
         rounded = {
-            key: value.astype(_wide(value.dtype)) if np.issubdtype(value.dtype, np.inexact) else value
+            key: value.astype(_wide(value.dtype))
+            if np.issubdtype(value.dtype, np.inexact)
+            else value
             for key, value in self.inputs(dtype).items()
         }
         return self.reference(rounded, quantity)
@@ -90,7 +92,11 @@ class Case:
         describe = getattr(self.reference, "describe", None)
         if describe is None:
             return getattr(self.reference, "__name__", "custom")
-        return describe(quantity, self.n, sparse=True) if self.is_sparse else describe(quantity, self.n)
+        return (
+            describe(quantity, self.n, sparse=True)
+            if self.is_sparse
+            else describe(quantity, self.n)
+        )
 
 
 def _wide(dtype) -> type:
@@ -123,7 +129,7 @@ def expm_case(
     The directions `W` (cotangent) and `E` (tangent) are random with unit Frobenius norm,
     seeded by the case name so that they never change; complex when `A` is.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import expm_case
         >>> case = expm_case("identity", np.zeros((3, 3)), gradients=True, source="example")
@@ -179,7 +185,7 @@ def register_suite(
 ) -> Suite:
     """Registers a suite of cases under `name`.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm import harness
         >>> def diagonal(quick):
@@ -201,7 +207,7 @@ def suite(name: str, *, description: str | None = None) -> Callable[[SuiteFactor
     """Decorator form of `register_suite`; the description defaults to the docstring's
     first line.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm import harness
         >>> @harness.suite("zero-example")
@@ -257,7 +263,7 @@ def action_case(
     `jax.experimental.sparse.BCOO`. The default reference is `ActionReference()`
     (high precision: mpmath or extended precision, never a method under test).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import action_case
         >>> case = action_case("shift", np.diag([1.0, 2.0]), np.ones(2), t=0.5)
@@ -318,13 +324,13 @@ def propagator_case(
     measurements. The default reference is `PropagatorReference(generator)`: diffrax's
     Dopri8 at rtol = atol = 1e-14 in double precision on a plain `ODETerm`.
 
-    Example:
+    Examples:
         >>> import numpy as np, jax.numpy as jnp
         >>> import odeexpm
         >>> from odeexpm.harness import propagator_case
         >>> case = propagator_case(
         ...     "rotating",
-        ...     lambda d: odeexpm.Modulated(d["drift"], d["operators"], [lambda t, args: jnp.cos(t)]),
+        ...     lambda d: odeexpm.Modulated(d["drift"], d["operators"], [lambda t, a: jnp.cos(t)]),
         ...     {"drift": np.zeros((2, 2)), "operators": np.array([[[0.0, 1.0], [-1.0, 0.0]]])},
         ...     0.0, 1.0, n=2, norm1=1.0)
         >>> case.kind, case.quantities

@@ -85,7 +85,7 @@ _METHODS: dict[str, Method] = {}
 def register_method(method: Method, *, replace: bool = False) -> Method:
     """Adds a method to the registry.
 
-    Example:
+    Examples:
         >>> import jax.scipy.linalg as jsl
         >>> from odeexpm import harness
         >>> method = harness.Method(
@@ -283,7 +283,11 @@ for _method in [
         pade_frechet_build,
         quantities=("vjp", "jvp"),
     ),
-    _ode("ode-frechet", "jax.grad through odeexpm.expm with its default adjoint, odeexpm.FrechetAdjoint", VJP),
+    _ode(
+        "ode-frechet",
+        "jax.grad through odeexpm.expm with its default adjoint, odeexpm.FrechetAdjoint",
+        VJP,
+    ),
     _ode(
         "ode-checkpoint",
         "jax.grad through odeexpm.expm, adjoint=diffrax.RecursiveCheckpointAdjoint()",

@@ -48,7 +48,7 @@ def reference_cache_dir() -> pathlib.Path:
 
     `$ODEEXPM_CACHE` if set, else `$XDG_CACHE_HOME/odeexpm`, else `~/.cache/odeexpm`.
 
-    Example:
+    Examples:
         >>> from odeexpm.harness import reference_cache_dir
         >>> reference_cache_dir()  # doctest: +SKIP
         PosixPath('/home/me/.cache/odeexpm')
@@ -107,7 +107,7 @@ def longdouble_expm(A: np.ndarray) -> np.ndarray:
     extended-precision eps); `s` squarings follow. Independent of every method under test
     (those use Padé or Runge-Kutta steps in at most float64).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import longdouble_expm
         >>> float(longdouble_expm(np.array([[1.0]]))[0, 0])
@@ -138,7 +138,7 @@ def longdouble_expm(A: np.ndarray) -> np.ndarray:
 def precise_expm(A: np.ndarray) -> np.ndarray:
     """`exp(A)` at high precision (mpmath or extended precision by size), cached.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import precise_expm
         >>> X = precise_expm(np.array([[0.0, 1.0], [-1.0, 0.0]]))
@@ -156,7 +156,7 @@ def precise_expm(A: np.ndarray) -> np.ndarray:
 def precise_frechet(A: np.ndarray, E: np.ndarray) -> np.ndarray:
     """`L_exp(A, E)`, the Fréchet derivative, by the block identity at high precision, cached.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import precise_frechet
         >>> float(precise_frechet(np.array([[0.0]]), np.array([[1.0]]))[0, 0])
@@ -186,7 +186,7 @@ def closed_form_2x2(A: np.ndarray) -> np.ndarray:
     `exp(A) = e^m (cosh(d) I + sinh(d) / d (A - m I))`; `sinh(d) / d -> 1` as `d -> 0`
     (the defective case), so near-defective inputs are exact too.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import closed_form_2x2
         >>> X = closed_form_2x2(np.array([[0.0, 2.0], [-2.0, 0.0]]))
@@ -216,7 +216,7 @@ def closed_form_nilpotent_shift(A: np.ndarray) -> np.ndarray:
     """`exp(A)` for `A = lambda I + N` with `N` nilpotent (a Jordan block, or `lambda = 0`):
     `e^lambda (I + N + N^2/2! + ... + N^(n-1)/(n-1)!)`, a finite sum, in mpmath.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import closed_form_nilpotent_shift
         >>> closed_form_nilpotent_shift(np.array([[0.0, 6.0], [0.0, 0.0]])).tolist()
@@ -255,7 +255,7 @@ class Reference:
 
     Derivatives always come from the block identity at high precision.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import Reference, closed_form_2x2
         >>> ref = Reference(label="closed form", expm=closed_form_2x2)
@@ -292,14 +292,15 @@ def longdouble_action(
 
     Substeps `exp(tA/s)` with `||tA/s||_1 <= 4`, each a Taylor series summed until its
     terms fall below extended-precision eps (the largest term is at most `4^4/4! ~ 11`
-    times the state: about one of the ~19 digits is lost to cancellation). Products go through `np.add.reduceat` on row-sorted
-    entries: no float64 sparse kernel is involved.
+    times the state: about one of the ~19 digits is lost to cancellation). Products go
+    through `np.add.reduceat` on row-sorted entries: no float64 sparse kernel is involved.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import longdouble_action
         >>> values, indices = np.array([-1.0, 1.0]), np.array([[0, 0], [1, 0]])
-        >>> [round(float(x), 12) for x in longdouble_action(values, indices, np.array([1.0, 0.0]), 1.0)]
+        >>> y = longdouble_action(values, indices, np.array([1.0, 0.0]), 1.0)
+        >>> [round(float(x), 12) for x in y]
         [0.367879441171, 0.632120558829]
     """
     is_complex = np.iscomplexobj(values) or np.iscomplexobj(B)
@@ -339,7 +340,7 @@ class ActionReference:
     """`exp(tA) B` at high precision, cached: `precise_expm(tA) @ B` for a dense `A`
     (mpmath or extended precision), `longdouble_action` for a sparse one.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from odeexpm.harness import ActionReference
         >>> data = {"A": np.zeros((2, 2)), "B": np.ones(2), "t": np.asarray(1.0)}
@@ -366,7 +367,11 @@ class ActionReference:
 
     def describe(self, quantity: str, n: int, sparse: bool = False) -> str:
         if sparse:
-            return "longdouble" if LONGDOUBLE_IS_EXTENDED else "float64 Taylor (no extended precision here)"
+            return (
+                "longdouble"
+                if LONGDOUBLE_IS_EXTENDED
+                else "float64 Taylor (no extended precision here)"
+            )
         return f"mpmath-{MPMATH_DPS}" if high_precision_method(n) == "mpmath" else "longdouble"
 
 
@@ -414,7 +419,9 @@ class PropagatorReference:
         with jax.enable_x64(True):
             A = self.generator({key: jnp.asarray(value) for key, value in data.items()})
             t0, t1 = float(data["t0"]), float(data["t1"])
-            return np.stack([np.asarray(A(t0 + f * (t1 - t0), None)) for f in (0.0, 0.3183, 0.7071)])
+            return np.stack(
+                [np.asarray(A(t0 + f * (t1 - t0), None)) for f in (0.0, 0.3183, 0.7071)]
+            )
 
     def _solve(self, data: Mapping[str, np.ndarray]) -> np.ndarray:
         import diffrax

@@ -194,7 +194,7 @@ def write_json(records: Sequence[Record], path: pathlib.Path, environment_: dict
 def read_records(path: str | os.PathLike) -> list[Record]:
     """Reads the records back from a `results.json` written by `write_outputs`.
 
-    Example:
+    Examples:
         >>> from odeexpm import harness
         >>> records = harness.read_records("odeexpm-results/results.json")  # doctest: +SKIP
     """
@@ -405,7 +405,7 @@ def write_outputs(
     """Writes `results.csv`, `results.json`, `report.md` and (with `plots=True`) the PNG plots
     into `out_dir` (created if needed); returns `{name: path}` of every file written.
 
-    Example:
+    Examples:
         >>> import jax
         >>> jax.config.update("jax_enable_x64", True)
         >>> from odeexpm import harness

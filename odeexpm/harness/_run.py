@@ -31,8 +31,8 @@ from rich.progress import (
 )
 
 from .. import RESULTS
-from ._cases import ACTION, PROPAGATOR, Case, get_suite, list_suites
 from ._action import ACTION_METHODS, QUICK_ACTION_METHODS
+from ._cases import ACTION, PROPAGATOR, Case, get_suite, list_suites
 from ._methods import CONSTANT_METHODS, QUICK_CONSTANT_METHODS, Method, get_method
 from ._time_dependent import QUICK_TIME_DEPENDENT_METHODS, TIME_DEPENDENT_METHODS
 
@@ -175,7 +175,9 @@ def plan(
             for method in methods:
                 for quantity in method.quantities_for(case):
                     for segments in method.segments or (None,):
-                        tolerances = [rtol_label(r) for r in rtols] if method.uses_tolerance else [None]
+                        tolerances = (
+                            [rtol_label(r) for r in rtols] if method.uses_tolerance else [None]
+                        )
                         for rtol in dict.fromkeys(tolerances):
                             tasks.append(Task(case, method, quantity, dtype, rtol, segments))
     return tasks
@@ -439,7 +441,7 @@ def run(
     - `quick`: each suite's quick (2 x 2) cases only.
     - `progress`: show a progress bar (on `console`, by default standard error).
 
-    Example:
+    Examples:
         >>> import jax
         >>> jax.config.update("jax_enable_x64", True)
         >>> from odeexpm import harness

@@ -178,7 +178,10 @@ def piecewise_constant_pade(quantity: str, segments: int):
         midpoints = t0 + step * (jnp.arange(segments) + 0.5)
         exponentials = jax.vmap(lambda t: jsl.expm(step * generator(t, None)))(midpoints)
         U = jax.lax.fori_loop(
-            0, segments, lambda j, U: exponentials[j] @ U, jnp.eye(exponentials.shape[-1], dtype=exponentials.dtype)
+            0,
+            segments,
+            lambda j, U: exponentials[j] @ U,
+            jnp.eye(exponentials.shape[-1], dtype=exponentials.dtype),
         )
         return U, None
 
