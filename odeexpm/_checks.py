@@ -3,6 +3,8 @@
 One dtype rule for every argument of every function: `checked_dtype`.
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +32,7 @@ def checked_dtype(dtype, name: str, caller: str) -> jnp.dtype:
     return dtype
 
 
-def as_array(x: ArrayLike) -> Array | np.ndarray:
+def as_array(x: Any) -> Array | np.ndarray:
     """`x` itself if it is an array (a JAX array or tracer, or a NumPy array), else `x`
     as a NumPy array (Python numbers, nested lists)."""
     return x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)

@@ -3,7 +3,7 @@
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Inexact, Real
+from jaxtyping import Array, ArrayLike, Inexact
 
 from ._adjoint import FrechetAdjoint, with_frechet_gradient
 from ._checks import as_real_scalar, as_square_matrices
@@ -14,8 +14,8 @@ from ._solve import compiled, solve_linear, without_nonfinite
 
 
 def expm(
-    A: Inexact[ArrayLike, "*batch n n"],
-    t: Real[ArrayLike, ""] = 1.0,
+    A: ArrayLike,
+    t: ArrayLike = 1.0,
     *,
     squarings: int | None = None,
     solver: diffrax.AbstractSolver | None = None,

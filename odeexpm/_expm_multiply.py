@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 from jax.experimental import sparse
-from jaxtyping import Array, ArrayLike, Inexact, Real
+from jaxtyping import Array, ArrayLike, Inexact
 
 from ._checks import as_array, as_real_scalar, checked_dtype
 from ._generator import Constant
@@ -23,9 +23,9 @@ from ._solver.action import largest_radius
 
 
 def expm_multiply(
-    A: Inexact[ArrayLike, "n n"] | sparse.BCOO | sparse.BCSR | lx.AbstractLinearOperator,
-    B: Inexact[ArrayLike, " n *k"],
-    t: Real[ArrayLike, ""] = 1.0,
+    A: ArrayLike | sparse.BCOO | sparse.BCSR | lx.AbstractLinearOperator,
+    B: ArrayLike,
+    t: ArrayLike = 1.0,
     *,
     solver: diffrax.AbstractSolver | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,

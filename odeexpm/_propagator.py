@@ -6,7 +6,7 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import lineax as lx
-from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
+from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from ._checks import as_array, as_real_scalar, checked_dtype
 from ._generator import AbstractGenerator, FromFunction
@@ -17,14 +17,14 @@ from ._solve import compiled, solve_linear, without_nonfinite
 
 def propagator(
     A: AbstractGenerator | Callable,
-    t0: Real[ArrayLike, ""],
-    t1: Real[ArrayLike, ""],
+    t0: ArrayLike,
+    t1: ArrayLike,
     *,
     args: PyTree = None,
-    ts: Real[ArrayLike, " times"] | None = None,
+    ts: ArrayLike | None = None,
     solver: diffrax.AbstractSolver | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-    dt0: Real[ArrayLike, ""] | None = None,
+    dt0: ArrayLike | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
@@ -119,15 +119,15 @@ def propagator(
 
 def evolve(
     A: AbstractGenerator | Callable,
-    y0: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "*batch n k"],
-    t0: Real[ArrayLike, ""],
-    t1: Real[ArrayLike, ""],
+    y0: ArrayLike,
+    t0: ArrayLike,
+    t1: ArrayLike,
     *,
     args: PyTree = None,
-    ts: Real[ArrayLike, " times"] | None = None,
+    ts: ArrayLike | None = None,
     solver: diffrax.AbstractSolver | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-    dt0: Real[ArrayLike, ""] | None = None,
+    dt0: ArrayLike | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,

@@ -55,7 +55,7 @@ def default_solver(
     dtype,
     *,
     operator_valued: bool,
-    adjoint: diffrax.AbstractAdjoint,
+    adjoint: diffrax.AbstractAdjoint | None,
     rtol: float | None,
     stepsize_controller: diffrax.AbstractStepSizeController | None,
     exponential: bool,

@@ -2,7 +2,7 @@
 
 import diffrax
 import jax.tree_util as jtu
-from jaxtyping import PyTree
+from jaxtyping import ArrayLike, Int, PyTree
 
 from ._complex import merge_complex, split_complex
 from ._generator import AbstractGenerator
@@ -56,7 +56,7 @@ class LinearTerm(diffrax.AbstractTerm):
         return jtu.tree_map(lambda v: control * v, vf)
 
 
-def linear_term(terms: PyTree, solver_name: str) -> tuple[LinearTerm, int]:
+def linear_term(terms: PyTree, solver_name: str) -> tuple[LinearTerm, Int[ArrayLike, ""]]:
     """`(term, direction)`: the `LinearTerm` a solver was handed, and the direction of
     time diffrax integrates in (`-1` backwards); a clear error for any other term.
 

@@ -18,13 +18,6 @@ SUITES = ["hard", "stiff", "large_norm", "nonnormal", "skew"]
 CONDITION_LIMITED = {"projector-8": 1e-7}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def reference_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ODEEXPM_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 CASES = [case for name in SUITES for case in harness.get_suite(name).cases(quick=False)]
 
 

@@ -1,7 +1,8 @@
 """Tests of the validation harness (`odeexpm.harness`) and the `odeexpm compare` CLI.
 
 Kept fast: a tiny suite, few methods, small matrices (each new jit of the ODE path costs
-seconds of compilation).
+seconds of compilation). References go to the test session's cache (`conftest.py`),
+never the user's.
 """
 
 import csv
@@ -14,12 +15,6 @@ import pytest
 from odeexpm import harness, reference
 from odeexpm.cli import main
 from odeexpm.harness import _references
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    # Never read or write the user's cache from the tests.
-    monkeypatch.setenv("ODEEXPM_CACHE", str(tmp_path / "cache"))
 
 
 def _boom(quantity, rtol):
@@ -41,21 +36,19 @@ def _tiny_suite(quick):
 
 
 @pytest.fixture(scope="module")
-def tiny_records(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ODEEXPM_CACHE", str(tmp_path_factory.mktemp("cache")))
-        harness.register_suite("tiny", _tiny_suite, description="Two small cases.")
-        harness.register_method(harness.Method("boom", "always raises", _boom))
-        try:
-            yield harness.run(
-                suites=["tiny"],
-                methods=["pade", "ode", "pade-frechet", "boom"],
-                rtols=["default", 1e-8],
-                repeats=2,
-            )
-        finally:
-            harness.unregister_suite("tiny")
-            harness.unregister_method("boom")
+def tiny_records():
+    harness.register_suite("tiny", _tiny_suite, description="Two small cases.")
+    harness.register_method(harness.Method("boom", "always raises", _boom))
+    try:
+        yield harness.run(
+            suites=["tiny"],
+            methods=["pade", "ode", "pade-frechet", "boom"],
+            rtols=["default", 1e-8],
+            repeats=2,
+        )
+    finally:
+        harness.unregister_suite("tiny")
+        harness.unregister_method("boom")
 
 
 def _find(records, case, method, quantity="expm"):

@@ -40,9 +40,10 @@ class SparseLayout(eqx.Module):
     the columns are too irregular).
     """
 
-    slots: tuple[Int[Array, "w m"], ...]
-    columns: tuple[Int[Array, "w m"], ...]
-    rows: tuple[Int[Array, " m"], ...]
+    # One array per group, of its own width and number of rows (hence unchecked names).
+    slots: tuple[Int[Array, "_w _m"], ...]
+    columns: tuple[Int[Array, "_w _m"], ...]
+    rows: tuple[Int[Array, " _m"], ...]
     column_slots: Int[Array, "wc n"] | None
     permutation: Int[Array, " n"] | None
     inverse: Int[Array, " n"] | None

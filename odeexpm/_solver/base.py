@@ -4,7 +4,7 @@ import abc
 from typing import ClassVar
 
 import diffrax
-from jaxtyping import Array, ArrayLike, Inexact, PyTree, Real
+from jaxtyping import Array, ArrayLike, Inexact, Int, PyTree, Real
 
 from .._complex import merge_complex, split_complex
 from .._generator import AbstractGenerator
@@ -56,7 +56,7 @@ class AbstractLinearSolver(diffrax.AbstractAdaptiveSolver):
         term, _ = self.linear_term(terms)
         return merge_complex(solver_state if term.precomputed is None else term.precomputed)
 
-    def linear_term(self, terms) -> tuple[LinearTerm, int]:
+    def linear_term(self, terms) -> tuple[LinearTerm, Int[ArrayLike, ""]]:
         """The `LinearTerm` inside the `terms` diffrax passes to a solver, and the
         direction of time diffrax integrates in (`-1`: backwards)."""
         return linear_term(terms, f"odeexpm.{type(self).__name__}")

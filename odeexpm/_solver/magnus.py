@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox import AbstractClassVar
-from jaxtyping import Array, Bool, Inexact, PyTree, Real
+from jaxtyping import Array, ArrayLike, Bool, Inexact, PyTree, Real
 
 from .._complex import merge_complex, split_complex
 from .._linalg import matmul
@@ -47,10 +47,10 @@ class Samples:
         self._term, self._args = term, args
         self.commutators = commutators
 
-    def matrix(self, t: Real[Array, ""]) -> Inexact[Array, "n n"]:
+    def matrix(self, t: Real[ArrayLike, ""]) -> Inexact[Array, "n n"]:
         return self._term.matrix(t, self._args)
 
-    def coordinates(self, t: Real[Array, ""]) -> Inexact[Array, " m"]:
+    def coordinates(self, t: Real[ArrayLike, ""]) -> Inexact[Array, " m"]:
         controls = merge_complex(self._term.generator).controls(t, merge_complex(self._args))
         return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
 

@@ -53,7 +53,7 @@ def _legend(fig, styles: dict[str, dict], labels: Sequence[str], title: str, fai
     fig.legend(handles=handles, loc="outside right upper", title=title, fontsize="small")
 
 
-def _error_point(ax, x, error: float, style: dict, size: float) -> float:
+def _error_point(ax, x, error: float, style: dict, size: int) -> float:
     """Draws an error on a log axis, clipped to [ERROR_FLOOR, ERROR_CEILING]; returns its y."""
     y = min(max(error, ERROR_FLOOR), ERROR_CEILING)
     if error >= ERROR_CEILING:

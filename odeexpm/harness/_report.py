@@ -212,7 +212,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return lines + [""]
 
 
-def _summary_rows(records: Sequence[Record]) -> list[list[str]]:
+def _summary_rows(records: Sequence[Record]) -> list[list[str | int]]:
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for r in records:
         groups[(r.label, r.quantity, r.dtype)].append(r)
