@@ -4,13 +4,14 @@ from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from ._checks import as_array, as_real_scalar, checked_dtype
 from ._generator import AbstractGenerator, FromFunction
-from ._operator import LineaxOperator
+from ._operator import LineaxOperator, is_operator
 from ._solution import Stats, outcome
 from ._solve import compiled, solve_linear, without_nonfinite
 
@@ -45,13 +46,14 @@ def propagator(
     - `args`: passed to `A(t, args)`; its arrays are differentiable.
     - `ts`: optional increasing times in `[t0, t1]` (or `[t1, t0]`): then `U(ts[i], t0)`
       is returned, stacked on a leading axis. The solver steps exactly to each of them.
-    - `solver`: any `diffrax.AbstractSolver`. Default `odeexpm.Magnus8()` for a
+    - `solver`: any `diffrax.AbstractSolver`. Default: `odeexpm.Magnus8()` for a dense
       `Modulated` generator whose commutators it can use cheaply and store (one control
-      and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` otherwise
-      (both with unitary steps for skew-Hermitian `A`); with
-      `adjoint=diffrax.BacksolveAdjoint()` the default is `diffrax.Dopri8()` (`Tsit5` in
-      single precision), since backsolving needs a
-      solver for general vector fields.
+      and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` for other
+      dense generators (both with unitary steps for skew-Hermitian `A`);
+      `diffrax.Dopri8()` for sparse or matrix-free ones (`odeexpm.Taylor` action steps
+      for a constant one); with `adjoint=diffrax.BacksolveAdjoint()`,
+      `diffrax.Dopri8()`, as backsolving needs a solver for general vector fields.
+      `Tsit5` replaces `Dopri8` in single precision.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
       for the Magnus solvers: `rtol = atol = 3e-10` for `Magnus8` and `1e-9` for
       `Magnus6` (relative errors about 1e-10), `1e-12` for `Magnus4`/`CFMagnus4`, `1e-8`
@@ -195,14 +197,15 @@ def _signature(generator: AbstractGenerator, t0, args, caller: str) -> tuple[int
     value = eqx.filter_eval_shape(lambda g, t, a: g(t, a), generator, t, args)
     if isinstance(value, lx.AbstractLinearOperator):
         value = LineaxOperator(value)
-    shape = getattr(value, "shape", None)
-    if shape is None or len(shape) != 2 or shape[0] != shape[1]:
-        got = f"shape {tuple(shape)}" if shape is not None else type(value).__name__
-        raise ValueError(
-            f"{caller}: the generator must return a square (n, n) array; A(t0, args) "
-            f"returned {got}."
-        )
-    return shape[0], checked_dtype(value.dtype, "A(t, args)", caller)
+    if not (isinstance(value, jax.ShapeDtypeStruct) or is_operator(value)):
+        got = type(value).__name__
+    elif len(value.shape) != 2 or value.shape[0] != value.shape[1]:
+        got = f"shape {tuple(value.shape)}"
+    else:
+        return value.shape[0], checked_dtype(value.dtype, "A(t, args)", caller)
+    raise ValueError(
+        f"{caller}: the generator must return a square (n, n) array; A(t0, args) returned {got}."
+    )
 
 
 def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):

@@ -37,17 +37,22 @@ from ._term import LinearTerm
 ACTION_DEGREE = 100
 
 
-def is_double(dtype) -> bool:
+def _is_double(dtype) -> bool:
     return jnp.finfo(dtype).bits == 64
+
+
+def _tight_tolerance(dtype) -> float:
+    return 1e-13 if _is_double(dtype) else 1e-6
 
 
 def default_tolerances(solver: diffrax.AbstractSolver, dtype) -> tuple[float, float]:
     """`(rtol, atol)` used when neither `rtol`, `atol` nor a controller is given: a Magnus
     solver's own `tolerances`, else `1e-13` in double and `1e-6` in single precision."""
     if isinstance(solver, AbstractMagnus):
-        tolerance = solver.tolerances[0 if is_double(dtype) else 1]
-        return tolerance, tolerance
-    return (1e-13, 1e-13) if is_double(dtype) else (1e-6, 1e-6)
+        tolerance = solver.tolerances[0 if _is_double(dtype) else 1]
+    else:
+        tolerance = _tight_tolerance(dtype)
+    return tolerance, tolerance
 
 
 def default_solver(
@@ -76,13 +81,13 @@ def default_solver(
       `Modulated` generator with one control and `12 <= n <= 427`, or two and
       `98 <= n <= 146`), otherwise `Magnus6`: unitary steps for skew-Hermitian `A`.
     """
-    runge_kutta = diffrax.Dopri8() if is_double(dtype) else diffrax.Tsit5()
+    runge_kutta = diffrax.Dopri8() if _is_double(dtype) else diffrax.Tsit5()
     if isinstance(adjoint, diffrax.BacksolveAdjoint):
         return runge_kutta
     if exponential:
         if rtol is None or isinstance(rtol, jax.core.Tracer):
             # The degree is static: a traced tolerance gets the dtype's default one.
-            rtol = default_tolerances(Taylor(), dtype)[0]
+            rtol = _tight_tolerance(dtype)
         degree = 1
         while math.factorial(degree + 1) * rtol < 10:
             degree += 1
@@ -105,7 +110,7 @@ def _series_tolerance(rtol, stepsize_controller, dtype) -> float:
         controller_rtol = stepsize_controller.rtol
         if isinstance(controller_rtol, (int, float)) and 0 < controller_rtol < 1:
             return float(controller_rtol)
-    return default_tolerances(Taylor(), dtype)[0]
+    return _tight_tolerance(dtype)
 
 
 def make_controller(stepsize_controller, rtol, atol, defaults: tuple[float, float]):
