@@ -1,35 +1,50 @@
-"""`FrechetAdjoint`: reverse mode for constant generators through the Fréchet derivative."""
+"""`FrechetAdjoint`: every derivative of `exp(tA)` through its Fréchet derivative.
+
+The derivative of `X = exp(tA)` is `dX = L_exp(tA, t dA + dt A)`, where
+`L_exp(M, E) = int_0^1 exp(sM) E exp((1-s)M) ds` is linear in `E`, and its transpose
+under JAX's (bilinear) pairing is `G -> L_exp(M^T, G)`. The primitive `frechet_p`
+computes `L_exp(M, E)` as the forward-mode tangent of the same solve that computes
+`exp(M)`, and knows its own transpose and derivative, so JAX obtains every mode from
+one rule: `jax.jvp` and `jax.jacfwd` evaluate the primitive, `jax.grad` and `jax.vjp`
+transpose it, and `jax.hessian` differentiates the transpose.
+"""
 
 from collections.abc import Callable
 
 import diffrax
+import equinox.internal as eqxi
 import jax
+import jax.interpreters.ad as ad
 import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
 from jaxtyping import Array, Inexact, PyTree, Real
 
+# `forward(A, t) -> (exp(tA), aux)`, forward-mode differentiable in `A`.
 _Forward = Callable[[Inexact[Array, "n n"], Real[Array, ""]], tuple[Inexact[Array, "n n"], PyTree]]
 
 
 class FrechetAdjoint(diffrax.AbstractAdjoint):
-    """Gradients of `exp(tA)` as one more forward solve: the default adjoint of
-    `odeexpm.expm`.
+    """Derivatives of `exp(tA)` through the Fréchet derivative: the default adjoint of
+    `odeexpm.expm`, for every mode of differentiation.
 
-    For a loss with cotangent `G` on `X = exp(tA)`, the gradient is the Fréchet
-    derivative at the transpose, `dL/dA = t L_exp(t A^T, G)` (the continuous adjoint
-    `Lambda' = -A^T Lambda` of a constant-coefficient linear ODE is again one, and the
-    integral `int exp((1-s) tA^T) G exp(s tA^T) ds` that it produces is that derivative),
-    and `dL/dt = <G, A X>`. odeexpm evaluates `L_exp(tA^T, G)` as the forward-mode
-    tangent of the same balanced, scaled and squared solve that computed `X`, so the
-    gradient is as accurate and as robust on stiff inputs as the forward pass, costs
-    about twice a forward pass, and stores nothing but `A` and `X`.
+    The derivative of `X = exp(tA)` in a direction `(dA, dt)` is the Fréchet derivative
+    `dX = L_exp(tA, t dA + dt A)`, which odeexpm evaluates as the forward-mode tangent of
+    the same balanced, scaled and squared solve that computes `X` (so it is as accurate
+    and as robust on stiff inputs as the forward pass). `L_exp(M, E)` is linear in `E`,
+    with the transpose `G -> L_exp(M^T, G)` (the continuous adjoint
+    `Lambda' = -A^T Lambda` of a constant-coefficient linear ODE is again one): a
+    gradient costs one more such solve, at `A^T`, and stores nothing but `A` and `X`.
 
-    It applies to `odeexpm.expm` (and `odeexpm.ExpmLinear`) only. Inside, the solve
-    itself is differentiated in forward mode (as with `diffrax.ForwardMode`, which is
-    what `diffrax.diffeqsolve` does with this adjoint). Reverse mode only (`jax.grad`,
-    `jax.vjp`); for `jax.jvp` pass `adjoint=diffrax.ForwardMode()`, for second
-    derivatives `diffrax.DirectAdjoint()`. The differentiated quantity is the exact
-    exponential, not the discrete solve: the gradient agrees with the exact one to the
-    solver's tolerance.
+    All of `jax.grad`, `jax.vjp`, `jax.jvp`, `jax.jacfwd`, `jax.jacrev`, `jax.hessian`
+    and Hessian-vector products `jax.jvp(jax.grad(f), ...)` work. (Reverse mode over
+    forward mode, `jax.grad` of a function that calls `jax.jvp`, does not: use
+    forward over reverse.) The differentiated quantity is the exact exponential, not the
+    discrete solve: derivatives agree with the exact ones to the solver's tolerance.
+
+    It applies to `odeexpm.expm` (and `odeexpm.ExpmLinear`) only. Inside, the solve is
+    differentiated in forward mode (as with `diffrax.ForwardMode`, which is what
+    `diffrax.diffeqsolve` does with this adjoint).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -38,39 +53,83 @@ class FrechetAdjoint(diffrax.AbstractAdjoint):
         >>> loss = lambda A: odeexpm.expm(A, adjoint=odeexpm.FrechetAdjoint()).trace()
         >>> jax.grad(loss)(A).shape
         (2, 2)
+        >>> _, dX = jax.jvp(odeexpm.expm, (A,), (jnp.eye(2),))   # d/ds exp(A + sI) = exp(A)
+        >>> bool(jnp.allclose(dX, odeexpm.expm(A)))
+        True
     """
 
     def loop(self, **kwargs):
         return diffrax.ForwardMode().loop(**kwargs)
 
 
-def with_frechet_gradient(forward: _Forward) -> _Forward:
-    """`forward(A, t) -> (X, aux)` (forward-mode differentiable in `A`), given the
-    gradient of `FrechetAdjoint` in reverse mode."""
+def with_frechet_derivative(forward: _Forward) -> _Forward:
+    """`forward(A, t) -> (X, aux)` (forward-mode differentiable in `A`), differentiated
+    in every mode through `frechet_p`."""
 
-    @jax.custom_vjp
+    @jax.custom_jvp
     def differentiable(A, t):
         return forward(A, t)
 
-    def forward_pass(A, t):
+    @differentiable.defjvp
+    def _jvp(primals, tangents):
+        A, t = primals
+        dA, dt = tangents
         X, aux = forward(A, t)
-        return (X, aux), (A, t, X)
+        dX = frechet(forward, t * A, t * dA + dt * A)
+        return (X, aux), (dX, jtu.tree_map(_no_tangent, aux))
 
-    def backward_pass(residuals, cotangents):
-        A, t, X = residuals
-        G = cotangents[0]
-        # JAX's cotangents pair bilinearly (no conjugation), so the transpose of
-        # E -> L_exp(tA, tE) is G -> t L_exp(tA^T, G), for complex A too.
-        _, frechet = jax.jvp(lambda M: forward(M, jnp.ones_like(t))[0], (t * A.T,), (G,))
-        grad_t = jnp.sum(G * (A @ X))
-        return t * frechet, jnp.real(grad_t).astype(t.dtype)
+    return differentiable
 
-    differentiable.defvjp(forward_pass, backward_pass)
 
-    def wrapped(A, t):
-        X, aux = differentiable(A, t)
-        # Integer outputs of a custom_vjp still carry (zero) tangents, which primitives
-        # such as equinox's runtime checks cannot differentiate: cut them off.
-        return X, jax.lax.stop_gradient(aux)
+def _no_tangent(x):
+    return np.zeros(jnp.shape(x), jax.dtypes.float0)
 
-    return wrapped
+
+def frechet(forward: _Forward, M: Inexact[Array, "n n"], E: Inexact[Array, "n n"]):
+    """`L_exp(M, E)`, the Fréchet derivative of `exp` at `M` in the direction `E`, by
+    `forward` (which computes `exp(tM)`)."""
+    return eqxi.filter_primitive_bind(frechet_p, forward, M, E)
+
+
+def _frechet_impl(forward, M, E):
+    one = jnp.ones((), jnp.finfo(M.dtype).dtype)
+    _, dX = jax.jvp(lambda M: forward(M, one)[0], (M,), (E,))
+    return dX
+
+
+@eqxi.filter_primitive_def
+def _frechet_abstract_eval(forward, M, E):
+    return jax.core.ShapedArray(E.shape, E.dtype)
+
+
+@eqxi.filter_primitive_jvp
+def _frechet_jvp(primals, tangents):
+    forward, M, E = primals
+    _, dM, dE = tangents
+    out = frechet(forward, M, E)
+    # d L(M, E) = L(M, dE) + (the second derivative of exp at M in directions dM, E).
+    terms = []
+    if dE is not None:
+        terms.append(frechet(forward, M, dE))
+    if dM is not None:
+        terms.append(jax.jvp(lambda M: _frechet_impl(forward, M, E), (M,), (dM,))[1])
+    return out, (sum(terms) if terms else None)
+
+
+@eqxi.filter_primitive_transpose(materialise_zeros=True)
+def _frechet_transpose(inputs, ct):
+    forward, M, E = inputs
+    assert not isinstance(M, ad.UndefinedPrimal), "L_exp(M, E) is linear in E only"
+    # JAX pairs cotangents bilinearly (no conjugation): the transpose of E -> L(M, E) is
+    # G -> L(M^T, G), for complex M too.
+    ct_E = frechet(forward, M.T, ct) if isinstance(E, ad.UndefinedPrimal) else None
+    return jtu.tree_map(lambda _: None, forward), None, ct_E
+
+
+frechet_p = eqxi.create_vprim(
+    "odeexpm_frechet",
+    eqxi.filter_primitive_def(_frechet_impl),
+    _frechet_abstract_eval,
+    _frechet_jvp,
+    _frechet_transpose,
+)

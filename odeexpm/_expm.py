@@ -5,7 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact
 
-from ._adjoint import FrechetAdjoint, with_frechet_gradient
+from ._adjoint import FrechetAdjoint, with_frechet_derivative
 from ._checks import as_real_scalar, as_square_matrices
 from ._generator import Constant
 from ._scaling import balance, num_squarings, square
@@ -51,11 +51,11 @@ def expm(
     - `stepsize_controller`: any diffrax step-size controller; or use the shortcut
       `rtol`/`atol` for a `diffrax.PIDController` (if only one is given the other takes
       the same value). Default tolerances: `1e-13` (double), `1e-6` (single).
-    - `adjoint`: how gradients flow. Default `odeexpm.FrechetAdjoint()`: reverse mode
-      (`jax.grad`, `jax.vjp`), the gradient being the Fréchet derivative at `A^T`,
-      computed by one more (forward-mode) pass of the same solve: as accurate and
-      robust as the forward pass, about twice its cost. Any diffrax adjoint
-      differentiates the discrete solve instead:
+    - `adjoint`: how derivatives are computed. Default `odeexpm.FrechetAdjoint()`: every
+      mode (`jax.grad`, `jax.vjp`, `jax.jvp`, `jax.jacfwd`, `jax.hessian`), through the
+      Fréchet derivative (at `A^T` for a gradient), computed by one more forward-mode
+      pass of the same solve: as accurate and robust as the forward pass, about twice
+      its cost. Any diffrax adjoint differentiates the discrete solve instead:
       `diffrax.RecursiveCheckpointAdjoint()` (reverse mode, exact gradient of the
       discrete solve), `diffrax.BacksolveAdjoint()` (continuous adjoint solved
       backwards, O(1) memory, unstable when `A` is stiff or dissipative),
@@ -114,7 +114,7 @@ def expm(
 def _expm_single(A, t, *, squarings, options):
     forward = eqx.Partial(_solve_and_square, squarings=squarings, options=options)
     if isinstance(options["adjoint"], FrechetAdjoint):
-        forward = with_frechet_gradient(forward)
+        forward = with_frechet_derivative(forward)
     return forward(A, t)
 
 

@@ -24,10 +24,8 @@ class ExpmLinear(eqx.Module):
     neither explode nor vanish through it. With `structure="general"` the exponent is `P`
     itself, and the weight is any invertible matrix with a real logarithm.
 
-    Gradients are reverse mode (`jax.grad`), through `odeexpm.expm`'s default
-    `FrechetAdjoint`; forward mode (`jax.jvp`, `jax.hessian`) through the layer is not
-    supported: compute `odeexpm.expm(layer.exponent, adjoint=diffrax.ForwardMode())`
-    for that.
+    Derivatives of every mode (`jax.grad`, `jax.jvp`, `jax.hessian`, ...) go through
+    `odeexpm.expm`'s default `FrechetAdjoint`.
 
     Like `equinox.nn.Linear`, `__call__` takes one vector `(size,)`; use `jax.vmap` for
     a batch (the weight is then computed once, not per sample).

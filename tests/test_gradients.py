@@ -16,7 +16,11 @@ REVERSE = {
     "backsolve": diffrax.BacksolveAdjoint(),
     "direct": diffrax.DirectAdjoint(),
 }
-FORWARD = {"forward": diffrax.ForwardMode(), "direct": diffrax.DirectAdjoint()}
+FORWARD = {
+    "frechet": None,  # the default, odeexpm.FrechetAdjoint
+    "forward": diffrax.ForwardMode(),
+    "direct": diffrax.DirectAdjoint(),
+}
 
 
 def vjp_reference(A, W):
@@ -56,7 +60,14 @@ def test_reverse_matches_frechet(adjoint, complex_):
 
 
 @pytest.mark.parametrize(
-    "adjoint,complex_", [("forward", False), ("forward", True), ("direct", False)]
+    "adjoint,complex_",
+    [
+        ("frechet", False),
+        ("frechet", True),
+        ("forward", False),
+        ("forward", True),
+        ("direct", False),
+    ],
 )
 def test_forward_matches_frechet(adjoint, complex_):
     A = random_matrix(5, 3, complex_=complex_, scale=2.0)
@@ -66,10 +77,24 @@ def test_forward_matches_frechet(adjoint, complex_):
     assert rel_err(tangent, mp_frechet(A, E, dps=30)) < 1e-8
 
 
-def test_jacfwd():
+@pytest.mark.parametrize("adjoint", ["frechet", "forward"])
+def test_jacfwd(adjoint):
     A = random_matrix(3, 5)
-    jacobian = jax.jacfwd(lambda A: odeexpm.expm(A, adjoint=diffrax.ForwardMode()))(A)
+    jacobian = jax.jacfwd(lambda A: odeexpm.expm(A, adjoint=FORWARD[adjoint]))(A)
     assert rel_err(jacobian, jax.jacrev(pade_expm)(A)) < 1e-9
+
+
+def test_every_mode_at_the_defaults():
+    # jacfwd in t, jacrev, and second derivatives: jax.hessian (forward over reverse) and
+    # Hessian-vector products, against the closed form's autodiff.
+    A = random_matrix(3, 17)
+    W, V = random_matrix(3, 18), random_matrix(3, 19)
+    assert rel_err(jax.jacfwd(lambda t: odeexpm.expm(A, t))(0.7), A @ pade_expm(0.7 * A)) < 1e-9
+    assert rel_err(jax.jacrev(odeexpm.expm)(A), jax.jacrev(pade_expm)(A)) < 1e-9
+    f, f_pade = (lambda A, e=e: jnp.sum(W * e(A)) for e in (odeexpm.expm, pade_expm))
+    assert rel_err(jax.hessian(f)(A), jax.hessian(f_pade)(A)) < 1e-8
+    hvp = jax.jvp(jax.grad(f), (A,), (V,))[1]
+    assert rel_err(hvp, jax.jvp(jax.grad(f_pade), (A,), (V,))[1]) < 1e-8
 
 
 @pytest.mark.parametrize(

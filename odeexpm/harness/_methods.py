@@ -285,8 +285,9 @@ for _method in [
     ),
     _ode(
         "ode-frechet",
-        "jax.grad through odeexpm.expm with its default adjoint, odeexpm.FrechetAdjoint",
-        VJP,
+        "jax.grad and jax.jvp through odeexpm.expm with its default adjoint, "
+        "odeexpm.FrechetAdjoint",
+        {**VJP, **JVP},
     ),
     _ode(
         "ode-checkpoint",
