@@ -49,6 +49,32 @@ def as_square_matrices(A: ArrayLike, name: str, caller: str) -> Inexact[Array, "
     return jnp.asarray(A, checked_dtype(A.dtype, name, caller))
 
 
+def as_real_times(t: ArrayLike, dtype, name: str, caller: str) -> Real[Array, "*times"]:
+    """`t` as a real scalar, or a 1-D array of times ordered away from 0 (`0 <= t_0 <
+    t_1 < ...` or `0 >= t_0 > t_1 > ...`, checked where `t` is concrete), in the real
+    dtype matching `dtype`."""
+    t = jnp.asarray(t)
+    if t.ndim == 0:
+        return as_real_scalar(t, dtype, name, caller)
+    if t.ndim != 1 or t.shape[0] == 0:
+        raise ValueError(
+            f"{caller}: `{name}` must be a scalar or a non-empty 1-D array of times; got "
+            f"shape {tuple(t.shape)}."
+        )
+    if jnp.issubdtype(t.dtype, jnp.complexfloating):
+        raise TypeError(f"{caller}: `{name}` must be real; got dtype {t.dtype}.")
+    if not isinstance(t, jax.core.Tracer):
+        times = np.asarray(t)
+        increasing = times[0] >= 0 and np.all(np.diff(times) > 0)
+        decreasing = times[0] <= 0 and np.all(np.diff(times) < 0)
+        if not (increasing or decreasing or times.shape[0] == 1):
+            raise ValueError(
+                f"{caller}: the times `{name}` must be ordered away from 0: "
+                f"0 <= t_0 < t_1 < ... (or all <= 0 and decreasing); got {times}."
+            )
+    return t.astype(jnp.finfo(dtype).dtype)
+
+
 def as_real_scalar(t: ArrayLike, dtype, name: str, caller: str) -> Real[Array, ""]:
     """`t` as a real scalar array of the real dtype matching `dtype`."""
     t = jnp.asarray(t)

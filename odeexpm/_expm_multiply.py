@@ -8,7 +8,7 @@ import lineax as lx
 from jax.experimental import sparse
 from jaxtyping import Array, ArrayLike, Inexact
 
-from ._checks import as_array, as_real_scalar, checked_dtype
+from ._checks import as_array, as_real_times, checked_dtype
 from ._generator import Constant
 from ._operator import AbstractOperator, as_operator
 from ._solution import Stats, outcome
@@ -62,7 +62,11 @@ def expm_multiply(
       function closes over).
     - `B`: the state, `(n,)` or `(n, k)` (`k` columns share the steps); `jax.vmap` for
       more axes. Differentiable.
-    - `t`: real scalar time (negative integrates backwards); differentiable.
+    - `t`: a real scalar time (negative integrates backwards; differentiable), or a 1-D
+      array of times `0 <= t_0 < t_1 < ...` (or all `<= 0` and decreasing): then
+      `exp(t_i A) B` for each, stacked along a new leading axis, from one solve whose
+      steps land on the times (as `odeexpm.evolve` with `ts`; cheaper than `jax.vmap`
+      over `t`, above all for gradients).
     - `solver`: any `diffrax.AbstractSolver`; default `odeexpm.Taylor(degree=100)` in
       action form (with `diffrax.BacksolveAdjoint`: `diffrax.Dopri8()`, `Tsit5()` in
       single precision). Runge-Kutta solvers work too, with many more products.
@@ -79,8 +83,8 @@ def expm_multiply(
       failure is reported in the statistics.
     - `return_stats`: if `True` return `(Y, stats)` with an `odeexpm.Stats`.
 
-    **Returns:** `exp(t A) @ B` with the shape of `B`, in the common dtype of `A` and
-    `B`; with `return_stats=True` also the `Stats`.
+    **Returns:** `exp(t A) @ B` with the shape of `B` (`(len(t),) + B.shape` for a 1-D
+    `t`), in the common dtype of `A` and `B`; with `return_stats=True` also the `Stats`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -94,6 +98,8 @@ def expm_multiply(
         >>> p, stats = odeexpm.expm_multiply(sparse.BCOO.fromdense(Q), p0, 3.0, return_stats=True)
         >>> bool(abs(p.sum() - 1.0) < 1e-5), int(stats.num_steps)
         (True, 1)
+        >>> odeexpm.expm_multiply(Q, p0, jnp.linspace(0.0, 3.0, 7)).shape   # at 7 times
+        (7, 50)
 
         Gradients with respect to the rates (`BCOO.data`), `B` and `t` follow from
         `jax.grad` (see the guide to actions in the documentation).
@@ -101,7 +107,7 @@ def expm_multiply(
     caller = "odeexpm.expm_multiply"
     operator = as_operator(A, "A", caller)
     B = _as_state(B, operator, caller)
-    t = as_real_scalar(t, B.dtype, "t", caller)
+    t = as_real_times(t, B.dtype, "t", caller)
     options = dict(
         solver=solver,
         stepsize_controller=stepsize_controller,
@@ -165,9 +171,15 @@ def _expm_multiply_single(operator, B, t, *, options):
             exponential=False,
         )  # fmt: skip
     _, radius = jax.lax.stop_gradient(operator.disk())
-    dt0 = jax.lax.stop_gradient(_first_step(t, radius, solver))
+    t_end = t if t.ndim == 0 else t[-1]
+    dt0 = jax.lax.stop_gradient(_first_step(t_end, radius, solver))
     if renumbering is not None:
         B = renumbering.forward(B)
-    ys, stats, result = solve_linear(generator, B, 0.0, t, dt0=dt0, **{**options, "solver": solver})
-    Y = ys[0] if renumbering is None else renumbering.backward(ys[0])
+    saveat = diffrax.SaveAt(t1=True) if t.ndim == 0 else diffrax.SaveAt(ts=t)
+    ys, stats, result = solve_linear(
+        generator, B, 0.0, t_end, saveat=saveat, dt0=dt0, **{**options, "solver": solver}
+    )
+    Y = ys[0] if t.ndim == 0 else ys
+    if renumbering is not None:
+        Y = renumbering.backward(Y.swapaxes(0, -B.ndim)).swapaxes(0, -B.ndim)
     return outcome(Y, stats, result, bad)

@@ -6,7 +6,9 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from ._checks import as_array, as_real_scalar, checked_dtype
@@ -208,8 +210,15 @@ def _signature(generator: AbstractGenerator, t0, args, caller: str) -> tuple[int
     )
 
 
+def _traced(x):
+    # Python and NumPy scalars would be static in `compiled` (a compilation per value);
+    # as arrays they are traced, as `jax.jit` traces them.
+    return jnp.asarray(x) if isinstance(x, (bool, int, float, complex, np.generic)) else x
+
+
 def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
     time_dtype = jnp.finfo(y0.dtype).dtype
+    args = jtu.tree_map(_traced, args)
     t0 = as_real_scalar(t0, y0.dtype, "t0", caller)
     t1 = as_real_scalar(t1, y0.dtype, "t1", caller)
     if options["dt0"] is not None:

@@ -1,3 +1,6 @@
+import logging
+
+import jax
 import numpy as np
 
 
@@ -14,3 +17,11 @@ def random_matrix(n, seed, *, complex_=False, scale=1.0):
     if complex_:
         A = A + 1j * rng.standard_normal((n, n))
     return scale * A / np.sqrt(n)
+
+
+def count_compiles(caplog, fn, *args, **kwargs) -> int:
+    """How many XLA compilations one call of `fn` makes (JAX logs each)."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        jax.block_until_ready(fn(*args, **kwargs))
+    return sum("Compiling" in record.getMessage() for record in caplog.records)

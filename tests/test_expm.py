@@ -1,7 +1,5 @@
 """Forward accuracy, dtypes, batching and compilation of `odeexpm.expm`."""
 
-import logging
-
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -10,7 +8,7 @@ import odeexpm
 import pytest
 from odeexpm.reference import mp_expm, pade_expm
 
-from .helpers import random_matrix, rel_err
+from .helpers import count_compiles, random_matrix, rel_err
 
 
 def laplacian(n):
@@ -97,24 +95,17 @@ def test_batch_and_vmap():
     assert stats.num_squarings[1, 2] > stats.num_squarings[0, 0]
 
 
-def _count_compiles(caplog, fn, *args):
-    caplog.clear()
-    with caplog.at_level(logging.WARNING), jax.log_compiles():
-        jax.block_until_ready(fn(*args))
-    return sum("Compiling" in record.getMessage() for record in caplog.records)
-
-
 def test_compiles_once_per_shape(caplog):
     jitted = jax.jit(odeexpm.expm)
     A, B = random_matrix(5, 7), random_matrix(5, 8, scale=50.0)
     jitted(A, 1.0)
-    assert _count_compiles(caplog, jitted, B, 2.0) == 0
+    assert count_compiles(caplog, jitted, B, 2.0) == 0
     # Eager calls hit diffrax's cache too.
     odeexpm.expm(A)
-    assert _count_compiles(caplog, odeexpm.expm, B) == 0
+    assert count_compiles(caplog, odeexpm.expm, B) == 0
     grad = jax.jit(jax.grad(lambda A, t: odeexpm.expm(A, t).sum()))
     grad(A, 1.0)
-    assert _count_compiles(caplog, grad, B, 0.5) == 0
+    assert count_compiles(caplog, grad, B, 0.5) == 0
 
 
 def test_stats():

@@ -146,6 +146,30 @@ def test_irregular_sparsity_unsorted_duplicates():
 
     Y = odeexpm.expm_multiply(A, x, 0.8)
     assert rel_err(Y, closed_form(dense, x, 0.8)) < 1e-12
+    # Several times at once, in the renumbered row order the solve runs in.
+    ts = np.array([0.0, 0.3, 0.8])
+    Ys = odeexpm.expm_multiply(A, x, ts)
+    assert Ys.shape == (3, n, 2)
+    for t, Y in zip(ts, Ys):
+        assert rel_err(Y, closed_form(dense, x, t)) < 1e-12
+
+
+def test_times_vector_one_solve():
+    # exp(t_i A) B stacked, from one solve whose steps land on the times; negative times
+    # decreasing; gradients as from separate solves; bad orders refused.
+    ts = jnp.linspace(0.0, T, 5)
+    Ys, stats = odeexpm.expm_multiply(A0, B0, ts, return_stats=True)
+    assert Ys.shape == (5, N, K) and int(stats.num_steps) >= 4
+    for t, Y in zip(ts, Ys):
+        assert rel_err(Y, closed_form(A0, B0, float(t))) < 1e-12
+    backwards = odeexpm.expm_multiply(A0, B0[:, 0], -ts[1:])
+    assert rel_err(backwards[-1], closed_form(A0, B0[:, 0], -T)) < 1e-12
+    at_times = lambda s: jnp.sum(W0 * odeexpm.expm_multiply(s * A0, B0, ts)[-1])
+    at_end = lambda s: jnp.sum(W0 * odeexpm.expm_multiply(s * A0, B0, ts[-1]))
+    assert abs(jax.grad(at_times)(1.0) - jax.grad(at_end)(1.0)) < 1e-10
+    for bad in ([0.5, 0.2], [-0.1, 0.3], [[0.1]]):
+        with pytest.raises(ValueError, match="`t`"):
+            odeexpm.expm_multiply(A0, B0, jnp.asarray(bad))
 
 
 def test_bcoo_with_traced_indices_under_jit():

@@ -14,7 +14,7 @@ import scipy.integrate
 import scipy.linalg
 from odeexpm._solver.commutators import Commutators
 
-from .helpers import random_matrix, rel_err
+from .helpers import count_compiles, random_matrix, rel_err
 
 X = np.array([[0.0, 1.0], [1.0, 0.0]])
 Y = np.array([[0.0, -1j], [1j, 0.0]])
@@ -59,6 +59,12 @@ QUBIT_REF = solve_ivp_propagator(qubit, 0.0, 8.0, 2, QUBIT_ARGS)
 
 # (Magnus4, CFMagnus4 and Magnus2 are tested in test_magnus.py.)
 # Runge-Kutta solvers through `propagator`: test_piecewise_constant_runge_kutta.
+
+
+def test_python_number_args_are_traced(caplog):
+    # A new value of a Python float in `args` reuses the compiled solve.
+    odeexpm.propagator(qubit, 0.0, 8.0, args=(0.7, 1.3))
+    assert count_compiles(caplog, odeexpm.propagator, qubit, 0.0, 8.0, args=(0.71, 1.3)) == 0
 
 
 def test_driven_qubit():
