@@ -12,6 +12,7 @@ from ._generator import (
     Interpolated as Interpolated,
     Modulated as Modulated,
     PiecewiseConstant as PiecewiseConstant,
+    schrodinger as schrodinger,
 )
 from ._propagator import evolve as evolve, propagator as propagator
 from ._solution import RESULTS as RESULTS, Stats as Stats

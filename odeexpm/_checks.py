@@ -3,12 +3,27 @@
 One dtype rule for every argument of every function: `checked_dtype`.
 """
 
+import os
+import sys
+import warnings
 from typing import Any
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, Real
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(message: str) -> None:
+    """`warnings.warn`, attributed to the first caller outside odeexpm."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, stacklevel=level)
+
 
 SUPPORTED_DTYPES = tuple(
     jnp.dtype(d) for d in (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
@@ -16,8 +31,9 @@ SUPPORTED_DTYPES = tuple(
 
 
 def checked_dtype(dtype, name: str, caller: str) -> jnp.dtype:
-    """The dtype an argument of dtype `dtype` is computed in: its own if supported, JAX's
-    default float (float64 with `jax_enable_x64`, else float32) for integers and
+    """The dtype an argument of dtype `dtype` is computed in: its own if supported (a
+    warning where a 64-bit dtype falls back to 32 bits because `jax_enable_x64` is off),
+    JAX's default float (float64 with `jax_enable_x64`, else float32) for integers and
     booleans; a `TypeError` naming the argument otherwise."""
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.inexact):
@@ -29,7 +45,27 @@ def checked_dtype(dtype, name: str, caller: str) -> jnp.dtype:
             f"{caller}: `{name}` has dtype {dtype}; supported are float32, float64, "
             "complex64 and complex128 (lower precisions cannot meet the tolerances)."
         )
-    return dtype
+    canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    if canonical != dtype:
+        warn(
+            f"{caller}: `{name}` is {dtype}, but 64-bit arithmetic is off in JAX: computing "
+            f"in {canonical}. Enable it with jax.config.update('jax_enable_x64', True)."
+        )
+    return canonical
+
+
+def warn_if_below_precision(rtol, atol, stepsize_controller, dtype, caller: str) -> None:
+    """A warning where a tolerance the user gave asks for more than `dtype` can give."""
+    if isinstance(stepsize_controller, diffrax.PIDController):
+        rtol, atol = stepsize_controller.rtol, stepsize_controller.atol
+    eps = float(jnp.finfo(dtype).eps)
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, (int, float)) and 0 < value < eps:
+            warn(
+                f"{caller}: {name}={value:g} is below the precision of {jnp.dtype(dtype)} "
+                f"(eps = {eps:.1e}): no solver can meet it, and steps may shrink until the "
+                "step budget runs out. Use a wider dtype or a looser tolerance."
+            )
 
 
 def as_array(x: Any) -> Array | np.ndarray:

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact
 
 from ._adjoint import FrechetAdjoint, with_frechet_derivative
-from ._checks import as_real_scalar, as_square_matrices
+from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
 from ._scaling import balance, num_squarings, square
-from ._solution import Stats, outcome
+from ._solution import Stats, nothing_to_solve, outcome
 from ._solve import compiled, solve_linear, without_nonfinite
 
 
@@ -88,10 +88,14 @@ def expm(
     caller = "odeexpm.expm"
     A = as_square_matrices(A, "A", caller)
     t = as_real_scalar(t, A.dtype, "t", caller)
+    warn_if_below_precision(rtol, atol, stepsize_controller, A.dtype, caller)
     if squarings is not None and (
         isinstance(squarings, bool) or not isinstance(squarings, int) or squarings < 0
     ):
         raise ValueError(f"{caller}: `squarings` must be None or an int >= 0; got {squarings!r}.")
+    if A.size == 0:  # exp of 0 x 0 matrices, or of an empty batch: empty too
+        X, stats = nothing_to_solve(0 * A + 0 * t, A.shape[:-2])
+        return (X, stats) if return_stats else X
     options = dict(
         solver=solver,
         stepsize_controller=stepsize_controller,

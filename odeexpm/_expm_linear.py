@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Inexact, PRNGKeyArray
 
-from ._checks import SUPPORTED_DTYPES
+from ._checks import checked_dtype
 from ._expm import expm
 
 _STRUCTURES = ("skew", "general")
@@ -88,11 +88,14 @@ class ExpmLinear(eqx.Module):
                 f"{caller}: `structure` must be one of {_STRUCTURES}; got {structure!r}."
             )
         # No dtype: JAX's default float, which follows `jax_enable_x64` (as equinox does).
-        dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64) if dtype is None else dtype)
-        if dtype not in SUPPORTED_DTYPES:
+        if dtype is None:
+            dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+        elif not jnp.issubdtype(dtype, jnp.inexact):
             raise TypeError(
-                f"{caller}: `dtype` must be float32, float64, complex64 or complex128; got {dtype}."
+                f"{caller}: `dtype` must be float32, float64, complex64 or complex128; got "
+                f"{jnp.dtype(dtype)}."
             )
+        dtype = checked_dtype(dtype, "dtype", caller)
         generator_key, bias_key = jr.split(key)
         limit = 1 / size**0.5
         self.generator = _uniform(generator_key, (size, size), dtype, limit)

@@ -5,13 +5,20 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jax.experimental import sparse
 from jaxtyping import Array, ArrayLike, Inexact
 
-from ._checks import as_array, as_real_times, checked_dtype
+from ._checks import (
+    as_array,
+    as_real_times,
+    checked_dtype,
+    warn,
+    warn_if_below_precision,
+)
 from ._generator import Constant
 from ._operator import AbstractOperator, as_operator
-from ._solution import Stats, outcome
+from ._solution import Stats, nothing_to_solve, outcome
 from ._solve import (
     compiled,
     default_solver,
@@ -105,9 +112,14 @@ def expm_multiply(
         `jax.grad` (see the guide to actions in the documentation).
     """
     caller = "odeexpm.expm_multiply"
+    _warn_if_rows_sum_to_zero(A, caller)
     operator = as_operator(A, "A", caller)
     B = _as_state(B, operator, caller)
     t = as_real_times(t, B.dtype, "t", caller)
+    warn_if_below_precision(rtol, atol, stepsize_controller, B.dtype, caller)
+    if B.size == 0:  # n = 0 (or no columns): nothing to propagate
+        Y, stats = nothing_to_solve(jnp.broadcast_to(0 * B, t.shape + B.shape), ())
+        return (Y, stats) if return_stats else Y
     options = dict(
         solver=solver,
         stepsize_controller=stepsize_controller,
@@ -125,6 +137,45 @@ def expm_multiply(
         max_steps=max_steps,
     )
     return (Y, stats) if return_stats else Y
+
+
+def _warn_if_rows_sum_to_zero(A, caller: str) -> None:
+    """A warning where a concrete real matrix looks like a Markov generator in the row
+    convention (`dp/dt = p Q` for row vectors: rows sum to zero), where odeexpm evolves
+    columns, `dp/dt = Q p` (columns sum to zero)."""
+    if isinstance(A, sparse.BCSR):
+        A = A.to_bcoo()
+    if isinstance(A, sparse.BCOO):
+        leaves = (A.data, A.indices)
+    elif isinstance(A, (jax.Array, np.ndarray)):
+        leaves = (A,)
+    else:
+        return
+    if any(isinstance(x, jax.core.Tracer) for x in leaves) or jnp.iscomplexobj(leaves[0]):
+        return
+    if isinstance(A, sparse.BCOO):
+        if A.n_batch or A.n_dense or A.ndim != 2:
+            return
+        data, (rows, columns) = np.asarray(A.data), np.asarray(A.indices).T
+    else:
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            return
+        dense = np.asarray(A)
+        rows, columns = np.nonzero(dense)
+        data = dense[rows, columns]
+    n = A.shape[0]
+    off_diagonal = rows != columns
+    if n < 2 or not np.all(data[off_diagonal] >= 0):
+        return
+    row_sums = np.bincount(rows, data, minlength=n)
+    column_sums = np.bincount(columns, data, minlength=n)
+    scale = np.abs(data).max(initial=0.0) * n * 1e-12
+    if np.all(np.abs(row_sums) <= scale) and not np.all(np.abs(column_sums) <= scale):
+        warn(
+            f"{caller}: `A` looks like the generator of a Markov chain whose rows sum to "
+            "zero (dp/dt = p A for row vectors p). expm_multiply computes exp(tA) B, "
+            "evolving columns (dp/dt = A p, columns of A summing to zero): pass A.T.",
+        )
 
 
 def _as_state(B, operator: AbstractOperator, caller: str) -> Array:

@@ -1,5 +1,6 @@
 """`propagator` and `evolve`: time-ordered exponentials of a time-dependent generator."""
 
+import inspect
 from collections.abc import Callable
 
 import diffrax
@@ -11,7 +12,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
-from ._checks import as_array, as_real_scalar, checked_dtype
+from ._checks import as_array, as_real_scalar, checked_dtype, warn, warn_if_below_precision
 from ._generator import AbstractGenerator, FromFunction
 from ._operator import LineaxOperator, is_operator
 from ._solution import Stats, outcome
@@ -118,6 +119,7 @@ def propagator(
         adjoint=adjoint,
         max_steps=max_steps,
     )
+    warn_if_below_precision(rtol, atol, stepsize_controller, y0.dtype, caller)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -178,6 +180,7 @@ def evolve(
         adjoint=adjoint,
         max_steps=max_steps,
     )
+    warn_if_below_precision(rtol, atol, stepsize_controller, y0.dtype, caller)
     return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
 
 
@@ -185,6 +188,17 @@ def _as_generator(A, caller: str) -> AbstractGenerator:
     if isinstance(A, AbstractGenerator):
         return A
     if callable(A):
+        try:
+            signature = inspect.signature(A)
+        except (TypeError, ValueError):  # (builtins and the like: no signature to check)
+            return FromFunction(A)
+        try:
+            signature.bind(0.0, None)
+        except TypeError:
+            raise TypeError(
+                f"{caller}: `A` must be callable as A(t, args); {getattr(A, '__name__', A)}"
+                f"{signature} is not. Write `lambda t, args: ...` (args may go unused)."
+            ) from None
         return FromFunction(A)
     raise TypeError(
         f"{caller}: `A` must be an odeexpm.AbstractGenerator or a callable A(t, args); "
@@ -216,9 +230,29 @@ def _traced(x):
     return jnp.asarray(x) if isinstance(x, (bool, int, float, complex, np.generic)) else x
 
 
+def _warn_if_hermitian(generator, t0, args, caller: str) -> None:
+    """A warning where a complex dense generator is Hermitian at `t0` (`H` passed where
+    the generator `-iH` was meant), checked where everything is concrete."""
+    if any(isinstance(x, jax.core.Tracer) for x in jtu.tree_leaves((generator, t0, args))):
+        return
+    A = generator(t0, args)
+    concrete = isinstance(A, (jax.Array, np.ndarray)) and not isinstance(A, jax.core.Tracer)
+    if not (concrete and jnp.iscomplexobj(A)):  # (inside a trace: no values to check)
+        return
+    A = np.asarray(A)
+    size = np.linalg.norm(A)
+    if size > 0 and np.linalg.norm(A - A.conj().T) <= 1e-12 * size:
+        warn(
+            f"{caller}: the generator A(t0) is complex and Hermitian: dy/dt = A y then grows "
+            "or decays, it does not oscillate. For quantum dynamics pass -iH, "
+            "odeexpm.schrodinger(H), not H. (For imaginary-time evolution, ignore this.)",
+        )
+
+
 def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
     time_dtype = jnp.finfo(y0.dtype).dtype
     args = jtu.tree_map(_traced, args)
+    _warn_if_hermitian(generator, t0, args, caller)
     t0 = as_real_scalar(t0, y0.dtype, "t0", caller)
     t1 = as_real_scalar(t1, y0.dtype, "t1", caller)
     if options["dt0"] is not None:
@@ -231,6 +265,7 @@ def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
                 f"{tuple(ts.shape)} and dtype {ts.dtype}."
             )
         ts = ts.astype(time_dtype)
+        _check_times(ts, t0, t1, caller)
     batch_ndim = max(y0.ndim - 2, 0)
     y, stats = compiled(
         eqx.Partial(_solve_single, options=options),
@@ -243,6 +278,22 @@ def _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats):
     if ts is not None and batch_ndim:
         y = jnp.moveaxis(y, batch_ndim, 0)  # the times axis leads, then the batch
     return (y, stats) if return_stats else y
+
+
+def _check_times(ts, t0, t1, caller: str) -> None:
+    """`ts` must run from `t0` towards `t1` without leaving `[t0, t1]` (checked where all
+    three are concrete)."""
+    if any(isinstance(x, jax.core.Tracer) for x in (ts, t0, t1)):
+        return
+    ts, t0, t1 = np.asarray(ts), float(t0), float(t1)
+    forward = t1 >= t0
+    ordered = np.all(np.diff(ts) >= 0) if forward else np.all(np.diff(ts) <= 0)
+    inside = np.all((ts >= min(t0, t1)) & (ts <= max(t0, t1)))
+    if not (ordered and inside):
+        raise ValueError(
+            f"{caller}: `ts` must lie in [t0, t1] = [{t0:g}, {t1:g}] and run from t0 "
+            f"towards t1; got {ts}."
+        )
 
 
 def _solve_single(generator, y0, t0, t1, ts, args, *, options):

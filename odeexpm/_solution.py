@@ -6,6 +6,8 @@ from typing import TypeVar
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
 from jaxtyping import Array, Bool, Int
 
 _Y = TypeVar("_Y")
@@ -34,6 +36,7 @@ class Stats(eqx.Module):
     - `num_squarings`: squarings applied after the ODE solve (0 for a plain solve).
     - `result`: an `odeexpm.RESULTS` item; `RESULTS.successful` unless something went
       wrong (with `throw=False` a failure is reported here instead of raised).
+    - `solver`: the solver that ran (as its `repr`), the library's default or yours.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -41,6 +44,9 @@ class Stats(eqx.Module):
         >>> X, stats = odeexpm.expm(jnp.array([[0.0, 30.0], [-30.0, 0.0]]), return_stats=True)
         >>> int(stats.num_squarings), bool(stats.successful)
         (5, True)
+        >>> stats  # doctest: +NORMALIZE_WHITESPACE
+        Stats(solver=Taylor(), num_steps=1, num_accepted_steps=1, num_rejected_steps=0,
+              num_squarings=5, result=successful)
     """
 
     num_steps: Int[Array, "*batch"]
@@ -48,11 +54,45 @@ class Stats(eqx.Module):
     num_rejected_steps: Int[Array, "*batch"]
     num_squarings: Int[Array, "*batch"]
     result: RESULTS
+    solver: str = eqx.field(static=True, default="")
 
     @property
     def successful(self) -> Bool[Array, "*batch"]:
         """Whether the call succeeded (elementwise over a batch)."""
         return self.result == RESULTS.successful
+
+    def __repr__(self) -> str:
+        counts = ", ".join(
+            f"{name}={_readable(getattr(self, name))}"
+            for name in ("num_steps", "num_accepted_steps", "num_rejected_steps", "num_squarings")
+        )
+        return f"Stats(solver={self.solver}, {counts}, result={_outcomes(self.result)})"
+
+
+def _readable(x) -> str:
+    x = np.asarray(x)
+    return str(x.item()) if x.ndim == 0 else np.array2string(x, threshold=20)
+
+
+def _outcomes(result: RESULTS) -> str:
+    """`successful`, or each distinct failure message (with its count over a batch)."""
+    codes = np.asarray(result._value).ravel()
+    names = {}
+    for code in codes:
+        item = eqx.tree_at(lambda r: r._value, result, np.asarray(code))
+        message = RESULTS[item] or "successful"
+        names[message] = names.get(message, 0) + 1
+    if len(names) == 1 and codes.size <= 1:
+        return next(iter(names))
+    return "{" + ", ".join(f"{count} x {message!r}" for message, count in names.items()) + "}"
+
+
+def nothing_to_solve(y: Array, batch_shape: tuple[int, ...]) -> tuple[Array, Stats]:
+    """The answer and `Stats` of a call on empty input (`y` the empty result, of the
+    right shape and dtype): no solve runs."""
+    zeros = jnp.zeros(batch_shape, jnp.int32)
+    result = jtu.tree_map(lambda v: jnp.broadcast_to(v, batch_shape), RESULTS.successful)
+    return y, Stats(zeros, zeros, zeros, zeros, result, solver="none (empty input)")
 
 
 def outcome(
@@ -80,6 +120,7 @@ def outcome(
         num_rejected_steps=stats["num_rejected_steps"],
         num_squarings=jnp.asarray(num_squarings, jnp.int32),
         result=result,
+        solver=repr(stats["solver"]),
     )
 
 

@@ -199,9 +199,10 @@ def solve_linear(
     `exponential` marks the solves of `expm` (a dense constant generator propagating the
     identity, to be squared), which the default solver treats apart.
 
-    Returns `(ys, stats, result)` with diffrax's `ys`, `stats` dictionary and `result`
-    (promoted to `odeexpm.RESULTS`). Never raises on a failed solve: callers report the
-    failure through `raise_if_failed` or their statistics, as their `throw` asks.
+    Returns `(ys, stats, result)` with diffrax's `ys`, its `stats` dictionary (with the
+    `"solver"` that ran) and `result` (promoted to `odeexpm.RESULTS`). Never raises on a
+    failed solve: callers report the failure through `raise_if_failed` or their
+    statistics, as their `throw` asks.
     """
     dtype = y0.dtype
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
@@ -235,7 +236,8 @@ def solve_linear(
         max_steps=max_steps,
         throw=False,
     )
-    return merge_complex(solution.ys), solution.stats, RESULTS.promote(solution.result)
+    stats = {**solution.stats, "solver": solver}
+    return merge_complex(solution.ys), stats, RESULTS.promote(solution.result)
 
 
 def without_nonfinite(tree: PyTree) -> tuple[PyTree, Bool[Array, ""]]:

@@ -87,3 +87,104 @@ def test_overflow_inside_a_solve(solve):
     value, stats = solve(A, throw=False, return_stats=True)
     assert stats.result == odeexpm.RESULTS.overflow
     assert bool(jnp.all(jnp.isnan(value)))
+
+
+X2 = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (
+            lambda: odeexpm.propagator(
+                odeexpm.Modulated(X2, X2[None], [lambda t, a: jnp.ones(2)]), 0.0, 1.0
+            ),
+            ValueError,
+            r"coefficient 0 returned shape \(2,\)",
+        ),
+        (
+            lambda: odeexpm.propagator(
+                odeexpm.Modulated(X2, X2[None], lambda t, a: jnp.ones(2)), 0.0, 1.0
+            ),
+            ValueError,
+            r"coefficient function returned shape \(2,\)",
+        ),
+        (
+            lambda: odeexpm.PiecewiseConstant(jnp.array([0.0, 2.0, 1.0]), jnp.stack([X2, X2])),
+            ValueError,
+            "`times` must increase",
+        ),
+        (
+            lambda: odeexpm.Interpolated(jnp.array([0.0, 2.0, 1.0]), jnp.stack([X2, X2, X2])),
+            ValueError,
+            "`ts` must increase",
+        ),
+        (lambda: odeexpm.propagator(lambda t: X2, 0.0, 1.0), TypeError, r"A\(t, args\)"),
+        (
+            lambda: odeexpm.propagator(lambda t, a: X2, 0.0, 1.0, ts=jnp.array([0.5, 2.0])),
+            ValueError,
+            r"`ts` must lie in \[t0, t1\]",
+        ),
+        (
+            lambda: odeexpm.evolve(
+                lambda t, a: X2, jnp.ones(2), 0.0, 1.0, ts=jnp.array([0.5, 0.2])
+            ),
+            ValueError,
+            "run from t0",
+        ),
+    ],
+    ids=[
+        "coefficient-shape",
+        "coefficients-shape",
+        "piecewise-times",
+        "interpolated-times",
+        "one-argument",
+        "ts-outside",
+        "ts-unsorted",
+    ],
+)
+def test_messages_name_the_argument(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_tolerance_below_precision_warns():
+    with pytest.warns(UserWarning, match=r"rtol=1e-13 is below the precision of float32"):
+        odeexpm.expm(jnp.eye(2, dtype=jnp.float32), rtol=1e-13)
+    with pytest.warns(UserWarning, match="atol=1e-20"):
+        odeexpm.evolve(lambda t, a: X2, jnp.ones(2), 0.0, 1.0, rtol=1e-8, atol=1e-20)
+
+
+def test_float64_without_x64_warns():
+    with jax.enable_x64(False):
+        with pytest.warns(UserWarning, match="64-bit arithmetic is off"):
+            X = odeexpm.expm(np.eye(2))
+    assert X.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32, np.float64, np.complex64, np.complex128])
+def test_empty_matrix(dtype):
+    X, stats = odeexpm.expm(np.zeros((0, 0), dtype), return_stats=True)
+    expected = jnp.result_type(float) if dtype == np.int64 else dtype
+    assert X.shape == (0, 0) and X.dtype == expected and bool(stats.successful)
+
+
+def test_empty_batches_gradients_and_actions():
+    assert odeexpm.expm(jnp.zeros((0, 3, 3))).shape == (0, 3, 3)
+    assert odeexpm.expm(jnp.zeros((2, 0, 0))).shape == (2, 0, 0)
+    assert jax.grad(lambda A: odeexpm.expm(A).sum())(jnp.zeros((0, 0))).shape == (0, 0)
+    assert jax.jvp(odeexpm.expm, (jnp.zeros((0, 0)),), (jnp.zeros((0, 0)),))[1].shape == (0, 0)
+    assert jax.jit(odeexpm.expm)(jnp.zeros((0, 0))).shape == (0, 0)
+    assert odeexpm.expm_multiply(jnp.zeros((0, 0)), jnp.zeros(0)).shape == (0,)
+    times = jnp.array([0.0, 1.0])
+    assert odeexpm.expm_multiply(jnp.zeros((0, 0)), jnp.zeros((0, 2)), times).shape == (2, 0, 2)
+
+
+def test_stats_are_readable_and_name_the_solver():
+    _, stats = odeexpm.expm(jnp.eye(2), return_stats=True)
+    assert repr(stats).startswith("Stats(solver=Taylor(") and "result=successful" in repr(stats)
+    _, stats = odeexpm.propagator(lambda t, a: X2, 0.0, 1.0, return_stats=True)
+    assert "solver=Magnus6()" in repr(stats)
+    batch = jnp.stack([jnp.eye(2), jnp.full((2, 2), jnp.nan)])
+    _, stats = odeexpm.expm(batch, throw=False, return_stats=True)
+    assert "1 x 'successful'" in repr(stats) and "non-finite" in repr(stats)

@@ -339,8 +339,8 @@ def test_shape_and_dtype_errors():
     vector_of_pairs = lx.FunctionLinearOperator(lambda x: x, pairs)
     with pytest.raises(ValueError, match="vectors of shape"):
         odeexpm.expm_multiply(vector_of_pairs, B0)
-    with pytest.raises(ValueError, match="scalar"):
-        odeexpm.expm_multiply(A0, B0, jnp.ones(2))
+    with pytest.raises(ValueError, match="scalar or a non-empty 1-D array"):
+        odeexpm.expm_multiply(A0, B0, jnp.ones((2, 2)))  # (a 1-D array of times is fine)
 
 
 def test_failures_raise_or_are_reported():

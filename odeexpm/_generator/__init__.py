@@ -6,3 +6,4 @@ from .function import FromFunction as FromFunction
 from .interpolated import Interpolated as Interpolated
 from .modulated import Modulated as Modulated
 from .piecewise_constant import PiecewiseConstant as PiecewiseConstant
+from .schrodinger import schrodinger as schrodinger

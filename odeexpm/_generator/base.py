@@ -3,6 +3,8 @@
 import abc
 
 import equinox as eqx
+import jax
+import numpy as np
 from equinox import AbstractVar
 from jaxtyping import Array, Inexact, PyTree, Real
 
@@ -34,6 +36,12 @@ class AbstractGenerator(eqx.Module):
     @abc.abstractmethod
     def __call__(self, t: Real[Array, ""] | float, args: PyTree = None) -> Inexact[Array, "n n"]:
         """The generator at time `t`."""
+
+
+def check_increasing(times: Real[Array, " m"], name: str, caller: str) -> None:
+    """A `ValueError` naming `name` if the (concrete) `times` do not increase strictly."""
+    if not isinstance(times, jax.core.Tracer) and not np.all(np.diff(np.asarray(times)) > 0):
+        raise ValueError(f"{caller}: `{name}` must increase strictly; got {times}.")
 
 
 def interior_breakpoints(times: Real[Array, " m"]) -> Real[Array, " m-2"] | None:

@@ -5,7 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
-from .base import AbstractGenerator, interior_breakpoints
+from .base import AbstractGenerator, check_increasing, interior_breakpoints
 
 
 class Interpolated(AbstractGenerator):
@@ -45,6 +45,7 @@ class Interpolated(AbstractGenerator):
                 "odeexpm.Interpolated: `ts` must have shape (m,), m >= 2, and `values` "
                 f"shape (m, ...); got {tuple(ts.shape)} and {tuple(values.shape)}."
             )
+        check_increasing(ts, "ts", "odeexpm.Interpolated")
         if not jnp.issubdtype(ts.dtype, jnp.floating):
             ts = ts.astype(jnp.result_type(float))
         if kind == "linear":

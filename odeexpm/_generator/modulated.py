@@ -108,9 +108,24 @@ class Modulated(AbstractGenerator):
         """The coefficients `f_k(t, args)` stacked, shape `(K,)`, in the precision of the
         matrices (not that of `t`)."""
         if isinstance(self.coefficients, tuple):
-            controls = jnp.stack([jnp.asarray(f(t, args)).reshape(()) for f in self.coefficients])
+            values = [jnp.asarray(f(t, args)) for f in self.coefficients]
+            for k, value in enumerate(values):
+                if value.size != 1:
+                    raise ValueError(
+                        f"{_CALLER}: coefficient {k} returned shape {value.shape}; each of a "
+                        "sequence of `coefficients` f_k(t, args) must return a scalar (or "
+                        "pass one callable f(t, args) returning all K of them)."
+                    )
+            controls = jnp.stack([value.reshape(()) for value in values])
         else:
-            controls = jnp.asarray(self.coefficients(t, args)).reshape((self.num_controls,))
+            controls = jnp.asarray(self.coefficients(t, args))
+            if controls.size != self.num_controls:
+                raise ValueError(
+                    f"{_CALLER}: the coefficient function returned shape {controls.shape}; "
+                    f"it must return the {self.num_controls} controls, shape "
+                    f"({self.num_controls},)."
+                )
+            controls = controls.reshape((self.num_controls,))
         if self.is_operator:
             matrix_dtype = jnp.result_type(self.drift.dtype, *(op.dtype for op in self.operators))
         else:

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
-from .base import AbstractGenerator, interior_breakpoints
+from .base import AbstractGenerator, check_increasing, interior_breakpoints
 
 
 class PiecewiseConstant(AbstractGenerator):
@@ -52,6 +52,7 @@ class PiecewiseConstant(AbstractGenerator):
                 f"of shape (m, ...); got {tuple(self.times.shape)} and "
                 f"{tuple(self.values.shape)}."
             )
+        check_increasing(self.times, "times", "odeexpm.PiecewiseConstant")
 
     def __call__(self, t, args=None):
         index = jnp.searchsorted(self.times, t, side="right") - 1

@@ -28,9 +28,14 @@ class LineaxOperator(AbstractOperator):
         return self.operator.out_structure().dtype
 
     def mv(self, y):
-        if y.ndim == 1:
-            return self.operator.mv(y)
-        return jax.vmap(self.operator.mv, in_axes=1, out_axes=1)(y)
+        if y.ndim == 2:
+            return jax.vmap(self.mv, in_axes=1, out_axes=1)(y)
+        real_input = not jnp.issubdtype(self.operator.in_structure().dtype, jnp.complexfloating)
+        if real_input and jnp.iscomplexobj(y):
+            # A real operator on a complex state (a Hamiltonian's stencil applied to a
+            # wave function): lineax checks the input's dtype, so apply it to each part.
+            return self.operator.mv(y.real) + 1j * self.operator.mv(y.imag)
+        return self.operator.mv(y)
 
     def disk(self):
         n = self.shape[0]
