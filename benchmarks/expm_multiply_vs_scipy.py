@@ -225,8 +225,11 @@ def laplacian_workload(repeats, baselines):
     stencil = stencil_operator(side)
     exact = exact_laplacian_action(side, t, v)
 
+    # The BCOO passed to a jitted function, as JAX users do: its indices are then traced.
+    through_jit = jax.jit(lambda A, v: odeexpm.expm_multiply(A, v, t))
     candidates = {
         "exp(5L) v, BCOO": lambda: odeexpm.expm_multiply(A, vj, t),
+        "exp(5L) v, BCOO passed through jit": lambda: through_jit(A, vj),
         "exp(5L) v, matrix-free stencil": lambda: odeexpm.expm_multiply(stencil, vj, t),
     }
     if baselines:

@@ -62,11 +62,12 @@ def expm_multiply(
       `BCSR`) matrix; or a `lineax.AbstractLinearOperator` on vectors `(n,)`
       (matrix-free: only `A.mv` is called). Real or complex (float32, float64,
       complex64, complex128). Sparse matrices are stored for fast products in sliced
-      ELLPACK form, planned on the host once per index array (this needs concrete
-      indices; inside `jax.jit` with traced indices a slower `segment_sum` product is
-      used). Its values are differentiable: dense entries, `BCOO.data`, and the arrays
-      a lineax operator holds (for a `lineax.FunctionLinearOperator`, those its
-      function closes over).
+      ELLPACK form, planned on the host once per index array; a BCOO whose indices are
+      traced (passed to a jitted function) is laid out on the device once per solve if
+      its entries are sorted by row, and applied by a slower `segment_sum` otherwise.
+      Its values are differentiable: dense entries, `BCOO.data`, and the arrays a
+      lineax operator holds (for a `lineax.FunctionLinearOperator`, those its function
+      closes over).
     - `B`: the state, `(n,)` or `(n, k)` (`k` columns share the steps); `jax.vmap` for
       more axes. Differentiable.
     - `t`: a real scalar time (negative integrates backwards; differentiable), or a 1-D

@@ -18,6 +18,7 @@ import scipy.sparse.linalg as spla
 from jax.experimental import sparse
 from odeexpm._operator import SparseOperator, plan_layout
 from odeexpm._operator.layout import UNROLLED_WIDTH
+from odeexpm._operator.sparse import BUCKET_WIDTHS
 
 from .helpers import rel_err
 
@@ -173,9 +174,29 @@ def test_times_vector_one_solve():
 
 
 def test_bcoo_with_traced_indices_under_jit():
+    # A BCOO passed to a jitted function has traced indices: laid out as ELLPACK on the
+    # device when its entries are sorted by row (one compiled branch per row width), by
+    # segment_sum otherwise, or when a row is longer than the widest bucket.
+    solve = jax.jit(lambda A, B: odeexpm.expm_multiply(A, B, T))
     A = sparse.BCOO.fromdense(jnp.asarray(A0))
-    Y = jax.jit(lambda A, B: odeexpm.expm_multiply(A, B, T))(A, jnp.asarray(B0))
-    assert rel_err(Y, closed_form(A0, B0, T)) < 1e-12
+    assert rel_err(solve(A, jnp.asarray(B0)), closed_form(A0, B0, T)) < 1e-12
+    shuffle = np.random.default_rng(6).permutation(A.nse)
+    unsorted = sparse.BCOO((A.data[shuffle], A.indices[shuffle]), shape=A.shape)
+    assert rel_err(solve(unsorted, jnp.asarray(B0)), closed_form(A0, B0, T)) < 1e-12
+    n = 40
+    wide = np.diag(-np.ones(n)) + 0.01 * np.ones((n, n)) * (np.arange(n) < 2)[:, None]
+    assert np.count_nonzero(wide[0]) > BUCKET_WIDTHS[-1]
+    Y = solve(sparse.BCOO.fromdense(jnp.asarray(wide)), jnp.ones((n, 1)))
+    assert rel_err(Y, closed_form(wide, np.ones((n, 1)), T)) < 1e-12
+    # Gradients reach the values through the layout.
+    loss = jax.jit(
+        lambda data: jnp.sum(
+            W0 * odeexpm.expm_multiply(sparse.BCOO((data, A.indices), shape=A.shape), B0, T)
+        )
+    )
+    rows, columns = A.indices[:, 0], A.indices[:, 1]
+    dense_gradient = jax.grad(lambda M: jnp.sum(W0 * (odeexpm.expm(T * M) @ B0)))(jnp.asarray(A0))
+    assert rel_err(jax.grad(loss)(A.data), dense_gradient[rows, columns]) < 1e-10
 
 
 def test_single_grid_layout_group():

@@ -73,7 +73,8 @@ def cached_layout(indices: Int[Array, "nnz 2"], n: int) -> SparseLayout:
     if hit is not None and hit[0]() is indices and hit[1] == n:
         return hit[2]
     host = np.ascontiguousarray(np.asarray(indices))
-    digest = hashlib.blake2b(memoryview(host).cast("B"), digest_size=16).digest()
+    raw = memoryview(host).cast("B") if host.size else b""
+    digest = hashlib.blake2b(raw, digest_size=16).digest()
     key = (n, host.shape, host.dtype.str, digest)
     layout = _LAYOUTS_BY_CONTENT.get(key)
     if layout is None:

@@ -10,6 +10,8 @@ The values are differentiable (gathered from `data`); the indices are not. Each 
 Gershgorin disk.
 """
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -90,7 +92,7 @@ class EllOperator(AbstractOperator):
         return gershgorin_disk(diagonal, row_radii, column_radii)
 
     def fast_form(self):
-        return self, None
+        return BucketedEllOperator.from_coo(self), None
 
 
 class SparseOperator(AbstractOperator):
@@ -179,6 +181,73 @@ class CooOperator(AbstractOperator):
             jax.ops.segment_sum(off_diagonal, self.rows, self.n),
             jax.ops.segment_sum(off_diagonal, self.columns, self.n),
         )
+
+    def fast_form(self):
+        return BucketedEllOperator.from_coo(self), None
+
+
+# The widths a `BucketedEllOperator` can take, each a branch compiled in advance.
+BUCKET_WIDTHS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, UNROLLED_WIDTH)
+
+
+class BucketedEllOperator(AbstractOperator):
+    """The fast form of a `CooOperator` (whose indices are traced): ELLPACK laid out on
+    the device, once per solve, for entries sorted by row (as `BCOO.fromdense` and
+    `BCOO.from_scipy_sparse` make them). The rows are padded to the smallest of
+    `BUCKET_WIDTHS` that holds the longest; the width is known only when the solve runs,
+    so a product is a `lax.switch` over one compiled branch per width, a few fused gathers
+    with no scatter. Entries out of row order (sorting them on the device costs more than
+    a solve) and rows longer than the widest bucket keep `segment_sum` products (the last
+    branch).
+    """
+
+    values: Inexact[Array, "w n"]
+    columns: Int[Array, "w n"]
+    bucket: Int[Array, ""]
+    coo: CooOperator
+
+    @classmethod
+    def from_coo(cls, coo: CooOperator) -> "BucketedEllOperator":
+        n, width, rows = coo.n, BUCKET_WIDTHS[-1], coo.rows
+        positions = jnp.arange(n, dtype=rows.dtype)
+        counts = jnp.bincount(rows, length=n).astype(rows.dtype)
+        first = jnp.cumsum(counts) - counts  # (for entries sorted by row)
+        slots = jnp.arange(rows.shape[0], dtype=rows.dtype) - first[rows]  # place in its row
+        # One scatter places each entry's index; values and columns are then gathered
+        # (padding: index nnz, an appended value 0 in the row's own column). Entries past
+        # the widest bucket are dropped here (the segment_sum branch then runs).
+        nnz = rows.shape[0]
+        table = jnp.full((width, n), nnz, rows.dtype)
+        table = table.at[slots, rows].set(jnp.arange(nnz, dtype=rows.dtype), mode="drop")
+        values = jnp.concatenate([coo.data, jnp.zeros((1,), coo.data.dtype)])[table]
+        own = jnp.broadcast_to(positions, (width, n))
+        padded_columns = jnp.concatenate([coo.columns, jnp.zeros((1,), rows.dtype)])[table]
+        columns = jnp.where(table < nnz, padded_columns, own)
+        sorted_rows = jnp.all(rows[1:] >= rows[:-1])
+        longest = jnp.max(counts, initial=0)
+        bucket = jnp.searchsorted(jnp.asarray(BUCKET_WIDTHS), longest, side="left")
+        bucket = jnp.where(sorted_rows, bucket, len(BUCKET_WIDTHS))
+        return cls(values, columns, bucket, coo)
+
+    @property
+    def shape(self):
+        return self.coo.shape
+
+    @property
+    def dtype(self):
+        return self.coo.dtype
+
+    def mv(self, y):
+        def ell(width, y):
+            expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
+            return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
+
+        branches = [functools.partial(ell, width) for width in BUCKET_WIDTHS]
+        branches.append(lambda y: self.coo.mv(y))  # (a bound method would be hashed)
+        return jax.lax.switch(self.bucket, branches, y)
+
+    def disk(self):
+        return self.coo.disk()
 
     def fast_form(self):
         return self, None
