@@ -11,7 +11,9 @@ from typing import Any
 import diffrax
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
+from jax.experimental import sparse as jsparse
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -74,9 +76,25 @@ def as_array(x: Any) -> Array | np.ndarray:
     return x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
 
 
+def as_dense_array(x: Any, name: str, caller: str, advice: str) -> Array | np.ndarray:
+    """`as_array(x)`, refusing sparse matrices and lineax operators at once (NumPy would
+    walk a BCOO element by element) with `advice` on what to do instead."""
+    if isinstance(x, (jsparse.JAXSparse, lx.AbstractLinearOperator)):
+        raise TypeError(
+            f"{caller}: `{name}` must be a dense array; got a {type(x).__name__}. {advice}"
+        )
+    return as_array(x)
+
+
 def as_square_matrices(A: ArrayLike, name: str, caller: str) -> Inexact[Array, "*batch n n"]:
     """`A` as an array of shape `(..., n, n)` in a supported inexact dtype."""
-    A = as_array(A)
+    A = as_dense_array(
+        A,
+        name,
+        caller,
+        "Its exponential is a dense matrix: for its action on vectors use "
+        "odeexpm.expm_multiply, or pass A.todense().",
+    )
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(
             f"{caller}: `{name}` must have shape (..., n, n), square in its last two "

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import odeexpm
 import pytest
+from jax.experimental import sparse
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3), (4, 2, 3)])
@@ -188,3 +189,21 @@ def test_stats_are_readable_and_name_the_solver():
     batch = jnp.stack([jnp.eye(2), jnp.full((2, 2), jnp.nan)])
     _, stats = odeexpm.expm(batch, throw=False, return_stats=True)
     assert "1 x 'successful'" in repr(stats) and "non-finite" in repr(stats)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda B: odeexpm.expm(B), "`A` must be a dense array; got a BCOO"),
+        (
+            lambda B: odeexpm.PiecewiseConstant(jnp.array([0.0, 1.0]), B),
+            "`values` must be a dense array",
+        ),
+        (lambda B: odeexpm.Interpolated(jnp.array([0.0, 1.0]), B), "`values` must be a dense"),
+    ],
+    ids=["expm", "piecewise", "interpolated"],
+)
+def test_sparse_where_a_dense_array_is_needed(make, match):
+    # Refused at once: NumPy would walk a BCOO element by element.
+    with pytest.raises(TypeError, match=match):
+        make(sparse.BCOO.fromdense(jnp.eye(3)))

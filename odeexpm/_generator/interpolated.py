@@ -5,6 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
+from .._checks import as_dense_array
 from .base import AbstractGenerator, check_increasing, interior_breakpoints
 
 
@@ -39,7 +40,10 @@ class Interpolated(AbstractGenerator):
     kind: str = eqx.field(static=True)
 
     def __init__(self, ts: ArrayLike, values: ArrayLike, *, kind: str = "linear"):
-        ts, values = jnp.asarray(ts), jnp.asarray(values)
+        caller = "odeexpm.Interpolated"
+        advice = "For sparse or matrix-free samples pass a callable A(t, args) instead."
+        ts = jnp.asarray(as_dense_array(ts, "ts", caller, ""))
+        values = jnp.asarray(as_dense_array(values, "values", caller, advice))
         if ts.ndim != 1 or ts.shape[0] < 2 or values.ndim < 1 or values.shape[0] != ts.shape[0]:
             raise ValueError(
                 "odeexpm.Interpolated: `ts` must have shape (m,), m >= 2, and `values` "

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
+from .._checks import as_dense_array
 from .base import AbstractGenerator, check_increasing, interior_breakpoints
 
 
@@ -40,8 +41,10 @@ class PiecewiseConstant(AbstractGenerator):
     values: Inexact[Array, " m *shape"]
 
     def __init__(self, times: ArrayLike, values: ArrayLike):
-        self.times = jnp.asarray(times)
-        self.values = jnp.asarray(values)
+        caller = "odeexpm.PiecewiseConstant"
+        advice = "For sparse or matrix-free pieces pass a callable A(t, args) returning them."
+        self.times = jnp.asarray(as_dense_array(times, "times", caller, ""))
+        self.values = jnp.asarray(as_dense_array(values, "values", caller, advice))
         if (
             self.times.ndim != 1
             or self.values.ndim < 1
