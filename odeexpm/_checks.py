@@ -86,7 +86,7 @@ def as_dense_array(x: Any, name: str, caller: str, advice: str) -> Array | np.nd
     return as_array(x)
 
 
-def as_square_matrices(A: ArrayLike, name: str, caller: str) -> Inexact[Array, "*batch n n"]:
+def as_square_matrices(A: Any, name: str, caller: str) -> Inexact[Array, "*batch n n"]:
     """`A` as an array of shape `(..., n, n)` in a supported inexact dtype."""
     A = as_dense_array(
         A,

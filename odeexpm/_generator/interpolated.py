@@ -1,9 +1,10 @@
 """`Interpolated`: a generator (or a control) interpolated from samples with diffrax."""
 
+from typing import Any
+
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import ArrayLike
 
 from .._checks import as_dense_array
 from .base import AbstractGenerator, check_increasing, interior_breakpoints
@@ -39,7 +40,7 @@ class Interpolated(AbstractGenerator):
     interpolation: diffrax.AbstractGlobalInterpolation
     kind: str = eqx.field(static=True)
 
-    def __init__(self, ts: ArrayLike, values: ArrayLike, *, kind: str = "linear"):
+    def __init__(self, ts: Any, values: Any, *, kind: str = "linear"):  # (validated here)
         caller = "odeexpm.Interpolated"
         advice = "For sparse or matrix-free samples pass a callable A(t, args) instead."
         ts = jnp.asarray(as_dense_array(ts, "ts", caller, ""))

@@ -1,7 +1,9 @@
 """`PiecewiseConstant`: a generator (or a control) constant between switching times."""
 
+from typing import Any
+
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Inexact, Real
+from jaxtyping import Array, Inexact, Real
 
 from .._checks import as_dense_array
 from .base import AbstractGenerator, check_increasing, interior_breakpoints
@@ -40,7 +42,7 @@ class PiecewiseConstant(AbstractGenerator):
     times: Real[Array, " m+1"]
     values: Inexact[Array, " m *shape"]
 
-    def __init__(self, times: ArrayLike, values: ArrayLike):
+    def __init__(self, times: Any, values: Any):  # (validated here, with clear messages)
         caller = "odeexpm.PiecewiseConstant"
         advice = "For sparse or matrix-free pieces pass a callable A(t, args) returning them."
         self.times = jnp.asarray(as_dense_array(times, "times", caller, ""))
