@@ -8,7 +8,8 @@ from jaxtyping import Array, ArrayLike, Inexact
 from ._adjoint import FrechetAdjoint, with_frechet_derivative
 from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
-from ._scaling import balance, num_squarings, square
+from ._linalg import inverse_power_of_two
+from ._scaling import MAX_SQUARINGS, balance, num_squarings, square
 from ._solution import Stats, nothing_to_solve, outcome
 from ._solve import compiled, solve_linear, without_nonfinite
 
@@ -130,7 +131,7 @@ def _solve_and_square(A, t, *, squarings, options):
         k = num_squarings(A, t)
         # Solve dX/ds = (h A) X over [0, 1] with h = t / 2^k: the times stay static
         # Python numbers, and a first step over the whole interval is usually accepted.
-        h = jnp.ldexp(t, -k)
+        h = t * inverse_power_of_two(k, MAX_SQUARINGS, t.dtype)
         ys, stats, result = solve_linear(
             Constant(h * A), identity, 0.0, 1.0, dt0=1.0, exponential=True, **options
         )

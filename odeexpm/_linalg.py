@@ -1,7 +1,8 @@
 """Dense linear algebra shared by the solvers: products, commutators, norms."""
 
 import jax.numpy as jnp
-from jaxtyping import Array, Inexact, Real
+import numpy as np
+from jaxtyping import Array, Inexact, Int, Real
 
 # From this size on, complex products are done as real ones (below, the native
 # complex product is as fast and compiles faster).
@@ -34,6 +35,19 @@ def matmul(x: Inexact[Array, "n n"], y: Inexact[Array, " n *k"]) -> Inexact[Arra
 def commutator(x: Inexact[Array, "n n"], y: Inexact[Array, "n n"]) -> Inexact[Array, "n n"]:
     """`[x, y] = x y - y x`."""
     return matmul(x, y) - matmul(y, x)
+
+
+def halvings(norm: Real[Array, ""], bound: float, most: int) -> Int[Array, ""]:
+    """The number `s` of halvings, at most `most`, that bring `norm` below `bound`:
+    `norm / 2^s < bound` (as `frexp` would give it, by `most` comparisons rather than
+    `frexp`'s bit manipulations, which compile to many more operations)."""
+    thresholds = bound * 2.0 ** np.arange(most)
+    return jnp.sum(norm >= jnp.asarray(thresholds, norm.dtype)).astype(jnp.int32)
+
+
+def inverse_power_of_two(s: Int[Array, ""], most: int, dtype) -> Real[Array, ""]:
+    """`2^-s` for `0 <= s <= most`, exactly (`jnp.exp2` rounds), by table lookup."""
+    return jnp.asarray(2.0 ** -np.arange(most + 1), jnp.finfo(dtype).dtype)[s]
 
 
 def norm1(x: Inexact[Array, "*batch n n"]) -> Real[Array, "*batch"]:

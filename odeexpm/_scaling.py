@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Int, Real
 
 from ._adjoint import FrechetAdjoint
-from ._linalg import norm1
+from ._linalg import halvings, norm1
 
 # The automatic scaling solves on [0, t / 2^k] with ||t A||_1 / 2^k <= SCALED_NORM, where
 # a high-order explicit step covers the interval in a few steps, then squares k times.
@@ -26,10 +26,7 @@ BALANCE_SWEEPS = 8
 
 def num_squarings(A: Inexact[Array, "n n"], t: Real[Array, ""]) -> Int[Array, ""]:
     """The `k` with `||t A||_1 / 2^k <= SCALED_NORM`, clipped to `[0, MAX_SQUARINGS]`."""
-    norm = jax.lax.stop_gradient(norm1(t * A))
-    # frexp gives norm = m 2^e with m in [0.5, 1): e squarings reach a norm below 1.
-    _, exponent = jnp.frexp(norm / SCALED_NORM)
-    return jnp.clip(exponent, 0, MAX_SQUARINGS).astype(jnp.int32)
+    return halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
 
 
 def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array, " n"]]:
@@ -54,7 +51,8 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
         return log2_d + step
 
     log2_d = jax.lax.fori_loop(0, BALANCE_SWEEPS, sweep, jnp.zeros(A.shape[-1], real))
-    d = jnp.exp2(log2_d)
+    # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
+    d = jnp.ldexp(jnp.ones_like(log2_d), log2_d.astype(jnp.int32))
     B = A * (d[None, :] / d[:, None])
     better = norm1(jax.lax.stop_gradient(B)) < norm1(jax.lax.stop_gradient(A))
     return jnp.where(better, B, A), jnp.where(better, d, jnp.ones_like(d))

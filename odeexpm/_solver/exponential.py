@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Inexact
 
-from .._linalg import matmul, norm1
+from .._linalg import halvings, inverse_power_of_two, matmul, norm1
 from .polynomial import taylor_polynomial
 
 DEGREE = 18
@@ -36,10 +36,9 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     theta = THETA["double" if jnp.finfo(x.dtype).bits == 64 else "single"]
     norm = jax.lax.stop_gradient(norm1(x))
     ok = norm <= theta * 2.0**MAX_STEP_SQUARINGS
-    # frexp: norm / theta = m 2^e with m in [0.5, 1), so 2^-e scales the norm below theta.
-    _, exponent = jnp.frexp(norm / theta)
-    squarings = jnp.clip(exponent, 0, MAX_STEP_SQUARINGS)
-    e, _ = taylor_polynomial(x * jnp.ldexp(jnp.ones((), norm.dtype), -squarings), DEGREE)
+    squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
+    scale = inverse_power_of_two(squarings, MAX_STEP_SQUARINGS, x.dtype)
+    e, _ = taylor_polynomial(x * scale, DEGREE)
 
     def square(e, i):
         return jax.lax.cond(i < squarings, lambda e: matmul(e, e), lambda e: e, e), None
