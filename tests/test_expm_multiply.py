@@ -443,3 +443,23 @@ def test_modulated_sparse_gradients_and_complex():
     )
     psi = odeexpm.evolve(hamiltonian, B0[:, 0] / np.linalg.norm(B0[:, 0]), 0.0, T, rtol=1e-12)
     assert psi.dtype == jnp.complex128 and abs(float(jnp.linalg.norm(psi)) - 1) < 1e-10
+
+
+def test_layout_cache_holds_no_tracers():
+    # A concrete BCOO made into a generator inside a trace is planned then, and its
+    # layout cached: the cache must hold concrete arrays, which later traces reuse.
+    from odeexpm._operator import layout
+
+    drift = sparse.BCOO.fromdense(jnp.asarray(sparse_pattern_matrix(N, 7)))
+    layout._LAYOUTS_BY_IDENTITY.clear()
+    layout._LAYOUTS_BY_CONTENT.clear()
+
+    @jax.jit
+    def loss(amplitude):
+        A = odeexpm.Modulated(drift, [drift], [lambda t, a: amplitude * jnp.sin(t)])
+        return jnp.sum(odeexpm.evolve(A, B0, 0.0, 0.5, solver=diffrax.Tsit5(), rtol=1e-8))
+
+    loss(0.3)
+    cached = jax.tree_util.tree_leaves(list(layout._LAYOUTS_BY_CONTENT.values()))
+    assert cached and not any(isinstance(x, jax.core.Tracer) for x in cached)
+    assert np.isfinite(jax.jit(jax.grad(loss))(0.3))
