@@ -85,16 +85,14 @@ def test_jacfwd(adjoint):
 
 
 def test_every_mode_at_the_defaults():
-    # jacfwd in t, jacrev, and second derivatives: jax.hessian (forward over reverse) and
-    # Hessian-vector products, against the closed form's autodiff.
+    # jacfwd in t, and second derivatives: jax.hessian (forward over reverse, which
+    # Hessian-vector products jax.jvp(jax.grad(f)) also are), against the closed form's
+    # autodiff. (jax.grad, jax.jvp and jax.jacfwd in A: the tests above.)
     A = random_matrix(3, 17)
-    W, V = random_matrix(3, 18), random_matrix(3, 19)
+    W = random_matrix(3, 18)
     assert rel_err(jax.jacfwd(lambda t: odeexpm.expm(A, t))(0.7), A @ pade_expm(0.7 * A)) < 1e-9
-    assert rel_err(jax.jacrev(odeexpm.expm)(A), jax.jacrev(pade_expm)(A)) < 1e-9
     f, f_pade = (lambda A, e=e: jnp.sum(W * e(A)) for e in (odeexpm.expm, pade_expm))
     assert rel_err(jax.hessian(f)(A), jax.hessian(f_pade)(A)) < 1e-8
-    hvp = jax.jvp(jax.grad(f), (A,), (V,))[1]
-    assert rel_err(hvp, jax.jvp(jax.grad(f_pade), (A,), (V,))[1]) < 1e-8
 
 
 @pytest.mark.parametrize(
