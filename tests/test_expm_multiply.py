@@ -459,13 +459,13 @@ def test_layout_cache_holds_no_tracers():
     layout._LAYOUTS_BY_IDENTITY.clear()
     layout._LAYOUTS_BY_CONTENT.clear()
 
-    @jax.jit
     def loss(amplitude):
         A = odeexpm.Modulated(drift, [drift], [lambda t, a: amplitude * jnp.sin(t)])
         return jnp.sum(odeexpm.evolve(A, B0, 0.0, 0.5, solver=diffrax.Tsit5(), rtol=1e-8))
 
-    loss(0.3)
+    jax.jit(loss)(0.3)
     cached = jax.tree_util.tree_leaves(list(layout._LAYOUTS_BY_CONTENT.values()))
     assert cached and not any(isinstance(x, jax.core.Tracer) for x in cached)
-    # A new trace reuses the cached layout (with tracers in it, JAX would refuse).
+    # A new trace runs `loss` again and reuses the cached layout (holding tracers of the
+    # first trace, it would fail with JAX's UnexpectedTracerError).
     assert np.isfinite(jax.jit(lambda a: 2 * loss(a))(0.4))
