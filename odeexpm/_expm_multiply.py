@@ -1,5 +1,7 @@
 """`expm_multiply`: the action `exp(tA) B` as the solution of `dY/ds = A Y`, `Y(0) = B`."""
 
+import weakref
+
 import diffrax
 import equinox as eqx
 import jax
@@ -140,10 +142,15 @@ def expm_multiply(
     return (Y, stats) if return_stats else Y
 
 
+# The values arrays already checked by `_warn_if_rows_sum_to_zero` (weak references only:
+# the check reads a matrix once, not on every call with it).
+_CHECKED: dict[int, weakref.ref] = {}
+
+
 def _warn_if_rows_sum_to_zero(A, caller: str) -> None:
     """A warning where a concrete real matrix looks like a Markov generator in the row
     convention (`dp/dt = p Q` for row vectors: rows sum to zero), where odeexpm evolves
-    columns, `dp/dt = Q p` (columns sum to zero)."""
+    columns, `dp/dt = Q p` (columns sum to zero). Each values array is read once."""
     if isinstance(A, sparse.BCSR):
         A = A.to_bcoo()
     if isinstance(A, sparse.BCOO):
@@ -154,6 +161,15 @@ def _warn_if_rows_sum_to_zero(A, caller: str) -> None:
         return
     if any(isinstance(x, jax.core.Tracer) for x in leaves) or jnp.iscomplexobj(leaves[0]):
         return
+    seen = _CHECKED.get(id(leaves[0]))
+    if seen is not None and seen() is leaves[0]:
+        return
+    if len(_CHECKED) >= 64:
+        _CHECKED.clear()
+    try:
+        _CHECKED[id(leaves[0])] = weakref.ref(leaves[0])
+    except TypeError:  # not weak-referenceable: checked on every call
+        pass
     if isinstance(A, sparse.BCOO):
         if A.n_batch or A.n_dense or A.ndim != 2:
             return
