@@ -238,15 +238,22 @@ def _expm_multiply_single(operator, B, t, *, options):
             rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
             exponential=False,
         )  # fmt: skip
-    _, radius = jax.lax.stop_gradient(operator.disk())
+    # The spectral disk sets the first step, and the Taylor action steps' shift.
+    if isinstance(solver, Taylor):
+        precomputed = solver.precompute(generator, 0.0, B, None)
+        _, radius = precomputed
+    else:
+        precomputed = None
+        _, radius = jax.lax.stop_gradient(operator.disk())
     t_end = t if t.ndim == 0 else t[-1]
     dt0 = jax.lax.stop_gradient(_first_step(t_end, radius, solver))
     if renumbering is not None:
         B = renumbering.forward(B)
     saveat = diffrax.SaveAt(t1=True) if t.ndim == 0 else diffrax.SaveAt(ts=t)
     ys, stats, result = solve_linear(
-        generator, B, 0.0, t_end, saveat=saveat, dt0=dt0, **{**options, "solver": solver}
-    )
+        generator, B, 0.0, t_end, saveat=saveat, dt0=dt0, precomputed=precomputed,
+        **{**options, "solver": solver},
+    )  # fmt: skip
     Y = ys[0] if t.ndim == 0 else ys
     if renumbering is not None:
         Y = renumbering.backward(Y.swapaxes(0, -B.ndim)).swapaxes(0, -B.ndim)

@@ -193,11 +193,13 @@ def solve_linear(
     adjoint: diffrax.AbstractAdjoint | None = None,
     max_steps: int | None = 4096,
     exponential: bool = False,
+    precomputed: PyTree = None,
 ) -> tuple[PyTree, dict, RESULTS]:
     """Solves `dy/dt = generator(t, args) @ y`, `y(t0) = y0` with `diffrax.diffeqsolve`.
 
     `exponential` marks the solves of `expm` (a dense constant generator propagating the
-    identity, to be squared), which the default solver treats apart.
+    identity, to be squared), which the default solver treats apart. `precomputed` is
+    what `solver.precompute` gives, where the caller computed it already.
 
     Returns `(ys, stats, result)` with diffrax's `ys`, its `stats` dictionary (with the
     `"solver"` that ran) and `result` (promoted to `odeexpm.RESULTS`). Never raises on a
@@ -219,8 +221,7 @@ def solve_linear(
     controller = _clip_to_times(controller, generator, saveat, time_dtype)
     # What the solver computes once per solve goes into the term, which diffrax closes
     # over, not into its solver state, which reverse mode checkpoints at every step.
-    precomputed = None
-    if isinstance(solver, AbstractLinearSolver):
+    if precomputed is None and isinstance(solver, AbstractLinearSolver):
         precomputed = solver.precompute(generator, t0, y0, args)
     solution = diffrax.diffeqsolve(
         LinearTerm(split_complex(generator), split_complex(precomputed)),

@@ -84,8 +84,8 @@ class Taylor(AbstractLinearSolver):
         return self.degree
 
     def precompute(self, generator, t0, y0, args):
-        """The shift of the action steps (the center of a disk holding the spectrum);
-        `None` where the steps are polynomials."""
+        """`(center, radius)` of a disk holding the spectrum, for the action steps (their
+        shift is the center); `None` where the steps are polynomials."""
         if not isinstance(generator, Constant):
             raise TypeError(
                 "odeexpm.Taylor needs a constant generator (odeexpm.Constant, as in "
@@ -95,8 +95,7 @@ class Taylor(AbstractLinearSolver):
         operator = _action_operator(generator.matrix, y0, self.degree)
         if operator is None:
             return None
-        center, _ = jax.lax.stop_gradient(operator.disk())
-        return center
+        return jax.lax.stop_gradient(operator.disk())
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del made_jump
@@ -110,7 +109,7 @@ class Taylor(AbstractLinearSolver):
             y1 = matmul(polynomial, y)
             y_error = error_bound * y1
         else:
-            center = self.precomputed(terms, solver_state)
+            center, _ = self.precomputed(terms, solver_state)
             y1, y_error = taylor_action(operator, center, h, y, self.degree, self.tolerance)
         y1, y_error = split_complex(y1), split_complex(y_error)
         dense_info = dict(y0=y0, y1=y1)
