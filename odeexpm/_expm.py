@@ -8,10 +8,9 @@ from jaxtyping import Array, ArrayLike, Inexact
 from ._adjoint import FrechetAdjoint, with_frechet_derivative
 from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
-from ._linalg import inverse_power_of_two
-from ._scaling import MAX_SQUARINGS, balance, num_squarings, square
+from ._scaling import balance, scaled_exponent, square
 from ._solution import Stats, nothing_to_solve, outcome
-from ._solve import compiled, solve_linear, without_nonfinite
+from ._solve import compiled, default_solver, solve_linear, without_nonfinite
 
 
 def expm(
@@ -32,10 +31,13 @@ def expm(
 
     `X(s) = exp(s A)` solves `dX/ds = A X`, `X(0) = I`. By default `expm` uses the
     semigroup property `exp(tA) = exp(tA / 2^k)^(2^k)`: it solves the ODE with
-    `diffrax.diffeqsolve` over the short interval `[0, t / 2^k]`, where
-    `||t A||_1 / 2^k <= 1`, then squares the result `k` times. The cost then grows
-    like `log ||A||` rather than `||A||`, and stiff inputs (`-1e6 * H @ H.T`) stay
-    cheap. `squarings=0` asks for the plain single ODE solve over `[0, t]`.
+    `diffrax.diffeqsolve` over the short interval `[0, t / 2^k]`, where the powers of
+    `t A / 2^k` are small enough for a truncation error below the unit roundoff
+    (Al-Mohy and Higham's bound, far below `||t A||_1` for non-normal `A`), then
+    squares the result `k` times (exactly on the diagonal and first off-diagonal for
+    triangular `A`). The cost then grows like `log ||A||` rather than `||A||`, and
+    stiff inputs (`-1e6 * H @ H.T`) stay cheap. `squarings=0` asks for the plain single
+    ODE solve over `[0, t]`.
 
     **Arguments:**
 
@@ -43,7 +45,8 @@ def expm(
       complex128; integers are promoted to the default float dtype). Leading axes are a
       batch. The output has the dtype of `A`.
     - `t`: real scalar time; differentiable.
-    - `squarings`: `None` (default) picks the number of squarings from `||t A||_1`;
+    - `squarings`: `None` (default) picks the number of squarings from the powers of
+      `t A` (from `||t A||_1` for solvers other than `odeexpm.Taylor`);
       an `int` `k >= 0` forces exactly `k` (`0` is the plain ODE solve).
     - `solver`: any `diffrax.AbstractSolver`. Default: `odeexpm.Taylor`, a Taylor
       polynomial step for constant generators (degree 16 at the double-precision
@@ -126,21 +129,30 @@ def _expm_single(A, t, *, squarings, options):
 def _solve_and_square(A, t, *, squarings, options):
     (A, t), bad = without_nonfinite((A, t))
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
+    solver = options["solver"]
+    if solver is None:  # chosen here, as the scaling depends on it
+        solver = default_solver(
+            Constant(A), A.dtype, operator_valued=False, adjoint=options["adjoint"],
+            rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
+            exponential=True,
+        )  # fmt: skip
+    options = {**options, "solver": solver}
     if squarings is None:
         A, d = balance(A)
-        k = num_squarings(A, t)
-        # Solve dX/ds = (h A) X over [0, 1] with h = t / 2^k: the times stay static
-        # Python numbers, and a first step over the whole interval is usually accepted.
-        h = t * inverse_power_of_two(k, MAX_SQUARINGS, t.dtype)
+        X, k, precomputed = scaled_exponent(A, t, solver)
+        # Solve dY/ds = X Y over [0, 1]: the times stay static Python numbers, and a
+        # first step over the whole interval is usually accepted.
         ys, stats, result = solve_linear(
-            Constant(h * A), identity, 0.0, 1.0, dt0=1.0, exponential=True, **options
-        )
+            Constant(X), identity, 0.0, 1.0, dt0=1.0, exponential=True,
+            precomputed=precomputed, **options,
+        )  # fmt: skip
     else:
         k = squarings
+        X = (t / 2**k) * A
         ys, stats, result = solve_linear(
             Constant(A), identity, 0.0, t / 2**k, exponential=True, **options
         )
-    X = square(ys[0], k, options["adjoint"])
+    Y = square(ys[0], k, X, options["adjoint"])
     if squarings is None:
-        X = X * (d[:, None] / d[None, :])
-    return outcome(X, stats, result, bad, num_squarings=k)
+        Y = Y * (d[:, None] / d[None, :])
+    return outcome(Y, stats, result, bad, num_squarings=k)

@@ -1,21 +1,35 @@
 """`expm`'s scaling and squaring: balancing, the number of squarings, and the squarings.
 
 `exp(tA) = D exp(t B / 2^k)^(2^k) D^-1` for the balanced `B = D^-1 A D`: the ODE is
-solved on the scaled interval only, where `||t B||_1 / 2^k <= SCALED_NORM`, and the
-result is squared `k` times, so the cost grows like `log ||A||` rather than `||A||`.
+solved on the scaled interval only, where `X = t B / 2^k` is small enough for a step of
+the default solver, and the result is squared `k` times, so the cost grows like
+`log ||A||` rather than `||A||`.
+
+Each squaring amplifies the rounding errors of what it squares, so `k` is kept as small
+as the step allows: for the Taylor solver, from Al-Mohy and Higham's bound on the powers
+of `X` (`power_norm_bound`, at most `||X||_1` and far below it for non-normal matrices)
+rather than from `||X||_1`. For triangular `B` the diagonal and first off-diagonal of
+every squared power are recomputed from exact formulas (SciPy does the same): they are
+where the squarings' rounding errors concentrate on such input.
 """
 
 import diffrax
+import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Inexact, Int, Real
+from jaxtyping import Array, Bool, Inexact, Int, PyTree, Real
 
 from ._adjoint import FrechetAdjoint
-from ._linalg import halvings, norm1
+from ._generator import Constant
+from ._linalg import halvings, inverse_power_of_two, matmul, norm1
+from ._solver import Taylor
+from ._solver.action import is_narrow
+from ._solver.polynomial import largest_alpha
 
-# The automatic scaling solves on [0, t / 2^k] with ||t A||_1 / 2^k <= SCALED_NORM, where
-# a high-order explicit step covers the interval in a few steps, then squares k times.
+# For solvers other than Taylor, the automatic scaling solves on [0, t / 2^k] with
+# ||t A||_1 / 2^k <= SCALED_NORM, where a high-order explicit step covers the interval in
+# a few steps, then squares k times.
 SCALED_NORM = 1.0
 # More squarings than this are never applied: 2^64 already exceeds any norm whose
 # exponential is representable, and the bound sizes the reverse-mode checkpoints.
@@ -24,9 +38,40 @@ MAX_SQUARINGS = 64
 BALANCE_SWEEPS = 8
 
 
-def num_squarings(A: Inexact[Array, "n n"], t: Real[Array, ""]) -> Int[Array, ""]:
-    """The `k` with `||t A||_1 / 2^k <= SCALED_NORM`, clipped to `[0, MAX_SQUARINGS]`."""
-    return halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
+def scaled_exponent(
+    A: Inexact[Array, "n n"], t: Real[Array, ""], solver: diffrax.AbstractSolver
+) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree]:
+    """`(X, k, precomputed)`: the scaled exponent `X = t A / 2^k`, the number `k` of
+    squarings, and for a `Taylor` solver the powers of `X` its steps combine (its
+    `precompute`, formed here anyway to choose `k`; else `None`).
+
+    `k` is the least with `power_norm_bound(X) <= largest_alpha(...)` for a Taylor
+    solver (where its truncation error is at most the unit roundoff), and with
+    `||X||_1 <= SCALED_NORM` for others.
+    """
+    k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
+    X = t * inverse_power_of_two(k, MAX_SQUARINGS, t.dtype) * A
+    identity = jnp.eye(A.shape[-1], dtype=A.dtype)
+    if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
+        return X, k, None  # (Taylor steps of degree below 4 are actions, even on I)
+    powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
+    # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
+    # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
+    # is exact.
+    theta = largest_alpha(solver.degree, A.dtype)
+    r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
+    r = jnp.clip(r, k - MAX_SQUARINGS, k)
+    real = jnp.finfo(t.dtype).dtype
+    growth = jnp.where(r < 0, 0.5, 1 / inverse_power_of_two(jnp.maximum(r, 0), MAX_SQUARINGS, real))
+    powers = tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
+    return powers[1], k - r, (powers, growth * alpha)
+
+
+def _times_power(x, factor, j: int):
+    # `factor^j x` without forming `factor^j`, which can overflow where the result does not.
+    for _ in range(j):
+        x = x * factor
+    return x
 
 
 def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array, " n"]]:
@@ -59,26 +104,114 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
 
 
 def square(
-    X: Inexact[Array, "n n"], k: int | Int[Array, ""], adjoint: diffrax.AbstractAdjoint
+    X: Inexact[Array, "n n"],
+    k: int | Int[Array, ""],
+    exponent: Inexact[Array, "n n"],
+    adjoint: diffrax.AbstractAdjoint,
 ) -> Inexact[Array, "n n"]:
-    """`X^(2^k)` by `k` squarings; `k` a Python int or a traced integer. The loop is
-    differentiable in the modes the solve's `adjoint` is."""
-    if isinstance(k, int):
-        for _ in range(k):
-            X = X @ X
+    """`X^(2^k)` by `k` squarings, for `X = exp(exponent)`; `k` a Python int or a traced
+    integer. Where `exponent` is triangular the diagonal and first off-diagonal of `X`
+    and of every square are exact (`ExactBand`). The loop is differentiable in the
+    modes the solve's `adjoint` is."""
+    E = jax.lax.stop_gradient(exponent)
+    triangular = jnp.all(jnp.tril(E, -1) == 0) | jnp.all(jnp.triu(E, 1) == 0)
+
+    def squarings(X, band: ExactBand | None):
+        def body(carry):
+            i, X = carry
+            X = matmul(X, X)
+            return i + 1, X if band is None else band(X, i + 1)
+
+        if band is not None:
+            X = band(X, 0)
+        if isinstance(k, int):
+            for i in range(k):
+                _, X = body((i, X))
+            return X
+        if isinstance(adjoint, (FrechetAdjoint, diffrax.ForwardMode)):
+            kind = "lax"
+        elif isinstance(adjoint, diffrax.DirectAdjoint):
+            kind = "bounded"
+        else:
+            kind = "checkpointed"
+        _, X = eqxi.while_loop(
+            lambda carry: carry[0] < k,
+            body,
+            (jnp.zeros((), jnp.int32), X),
+            max_steps=MAX_SQUARINGS,
+            kind=kind,
+            checkpoints=8 if kind == "checkpointed" else None,
+        )
         return X
-    if isinstance(adjoint, (FrechetAdjoint, diffrax.ForwardMode)):
-        kind = "lax"
-    elif isinstance(adjoint, diffrax.DirectAdjoint):
-        kind = "bounded"
-    else:
-        kind = "checkpointed"
-    _, X = eqxi.while_loop(
-        lambda carry: carry[0] < k,
-        lambda carry: (carry[0] + 1, carry[1] @ carry[1]),
-        (jnp.zeros((), jnp.int32), X),
-        max_steps=MAX_SQUARINGS,
-        kind=kind,
-        checkpoints=8 if kind == "checkpointed" else None,
+
+    # One branch taken per matrix: on small matrices the count of operations is the
+    # cost, and the exact band would double a full matrix's.
+    return jax.lax.cond(
+        triangular, lambda X: squarings(X, ExactBand(E)), lambda X: squarings(X, None), X
     )
-    return X
+
+
+class ExactBand(eqx.Module):
+    """The exact diagonal and first off-diagonal of `exp(2^i E)` for triangular `E`
+    (Al-Mohy and Higham 2009, Code Fragment 2.1): `exp(2^i E_jj)`, and `2^i E_j,j+1`
+    times the divided difference of `exp` at the neighbouring diagonal entries.
+
+    `band(X, i)` puts them into `X = exp(2^i E)` where `E` is upper or lower triangular
+    (and returns `X` unchanged otherwise). Derivatives are those of `X`: a triangular
+    `E` may be perturbed off its triangle. Elementwise work only, set up once: on small
+    matrices the count of operations is the cost.
+    """
+
+    diagonal: Inexact[Array, " n"]
+    following: Inexact[Array, " n"]  # E_j+1,j+1 (the last entry repeats E_n,n)
+    above: Inexact[Array, " n"]  # E_j,j+1 where upper triangular, by row (else 0)
+    below: Inexact[Array, " n"]  # E_j+1,j where lower triangular, by column (else 0)
+    triangular: Bool[Array, ""]
+
+    def __init__(self, E: Inexact[Array, "n n"]):
+        E = jax.lax.stop_gradient(E)
+        upper, lower = jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
+        self.diagonal = jnp.diagonal(E)
+        self.following = jnp.concatenate([self.diagonal[1:], self.diagonal[-1:]])
+        self.above = jnp.where(upper, jnp.pad(jnp.diagonal(E, 1), (0, 1)), 0)
+        self.below = jnp.where(lower, jnp.pad(jnp.diagonal(E, -1), (0, 1)), 0)
+        self.triangular = upper | lower
+
+    def __call__(self, X: Inexact[Array, "n n"], i: int | Int[Array, ""]) -> Inexact[Array, "n n"]:
+        n = X.shape[-1]
+        i = jnp.asarray(i, jnp.int32)
+        scale = 1 / inverse_power_of_two(i, MAX_SQUARINGS, self.diagonal.dtype)  # 2^i, exact
+        a, b = scale * self.diagonal, scale * self.following
+        divided = _exp_divided_difference(a, b)
+        rows, columns = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
+        on_diagonal = rows == columns
+        exact = jnp.where(
+            on_diagonal,
+            jnp.exp(a)[:, None],
+            jnp.where(
+                columns > rows,
+                (scale * self.above * divided)[:, None],
+                (scale * self.below * divided)[None, :],
+            ),
+        )
+        band = self.triangular & (on_diagonal | (jnp.abs(rows - columns) == 1))
+        # Off the triangle `above`/`below` are 0 and so is `X` (to rounding): exact.
+        exact = jax.lax.stop_gradient(exact)
+        return jnp.where(band, exact + (X - jax.lax.stop_gradient(X)), X)
+
+
+def _exp_divided_difference(
+    a: Inexact[Array, " m"], b: Inexact[Array, " m"]
+) -> Inexact[Array, " m"]:
+    """`(exp(b) - exp(a)) / (b - a)` (`exp(a)` where `a = b`), accurate to rounding."""
+    half = (b - a) / 2
+    # Close together, e^((a+b)/2) sinh(z) / z with z = (b - a) / 2 avoids the cancellation;
+    # with real parts 2 or more apart, the difference has none, and cannot overflow
+    # where the answer does not.
+    near = jnp.abs(half.real) < 1
+    z = jnp.where(near, half, 1)
+    small = jnp.abs(z) < 1e-4
+    sinhc = jnp.where(small, 1 + z**2 / 6, jnp.sinh(z) / jnp.where(small, 1, z))
+    close = jnp.exp((a + b) / 2) * sinhc
+    apart = (jnp.exp(b) - jnp.exp(a)) / jnp.where(near, 1, b - a)
+    return jnp.where(near, close, apart)

@@ -43,10 +43,10 @@ class Stats(eqx.Module):
         >>> import odeexpm
         >>> X, stats = odeexpm.expm(jnp.array([[0.0, 30.0], [-30.0, 0.0]]), return_stats=True)
         >>> int(stats.num_squarings), bool(stats.successful)
-        (5, True)
+        (6, True)
         >>> stats  # doctest: +NORMALIZE_WHITESPACE
         Stats(solver=Taylor(), num_steps=1, num_accepted_steps=1, num_rejected_steps=0,
-              num_squarings=5, result=successful)
+              num_squarings=6, result=successful)
     """
 
     num_steps: Int[Array, "*batch"]

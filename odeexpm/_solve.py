@@ -73,7 +73,7 @@ def default_solver(
       tolerances reward a high order, and `diffrax.Tsit5()` in single precision;
     - for `expm` (`exponential`): `Taylor`, of the lowest degree `m` whose first omitted
       term `1/(m+1)!` is ten times below `rtol` (16 at the double-precision default), so
-      that a step over an interval with `||hA|| <= 1` is accepted at once;
+      that a step over the scaled interval is accepted at once;
     - for a constant sparse or matrix-free operator (`expm_multiply`): `Taylor` action
       steps of up to `ACTION_DEGREE` products, the series stopping at `rtol`;
     - for a time-dependent operator: Dopri8 (Tsit5 in single precision);

@@ -38,7 +38,7 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     ok = norm <= theta * 2.0**MAX_STEP_SQUARINGS
     squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
     scale = inverse_power_of_two(squarings, MAX_STEP_SQUARINGS, x.dtype)
-    e, _ = taylor_polynomial(x * scale, DEGREE)
+    e = taylor_polynomial(x * scale, DEGREE)
 
     def square(e, i):
         return jax.lax.cond(i < squarings, lambda e: matmul(e, e), lambda e: e, e), None

@@ -8,8 +8,10 @@
 - any other degree by Paterson-Stockmeyer: about `2 sqrt(m)` products.
 """
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Real
 
@@ -30,39 +32,87 @@ _T18_B = (
 
 
 def num_products(degree: int) -> int:
-    """The matrix products `taylor_polynomial` spends on degree `degree`."""
+    """The matrix products `taylor_polynomial` spends on degree `degree`: those forming
+    the powers (`taylor_powers`), then those combining them (`taylor_from_powers`)."""
+    q = num_powers(degree)
     if degree == 18:
-        return 5
-    q = _block_size(degree)
+        return (q - 1) + 3
     top = degree // q
     return (q - 1) + (top - 1 if degree % q == 0 and top > 0 else top)
 
 
-def taylor_polynomial(
-    x: Inexact[Array, "n n"], degree: int
-) -> tuple[Inexact[Array, "n n"], Real[Array, ""]]:
-    """`(T_m(x), bound)`: the degree-`m` Taylor polynomial of `exp` at `x`, and a bound
-    on the 1-norm of the first omitted term `x^(m+1) / (m+1)!` from norms of the powers
-    of `x` the evaluation formed (sharper than `||x||^(m+1)` for non-normal `x`)."""
+def num_powers(degree: int) -> int:
+    """The highest power of `x` that `taylor_powers` forms for degree `degree`."""
+    return 3 if degree == 18 else max(1, math.ceil(math.sqrt(degree)))
+
+
+def taylor_polynomial(x: Inexact[Array, "n n"], degree: int) -> Inexact[Array, "n n"]:
+    """`T_m(x)`, the degree-`m` Taylor polynomial of `exp` at `x`."""
+    return taylor_from_powers(taylor_powers(x, degree), degree)
+
+
+def taylor_powers(x: Inexact[Array, "n n"], degree: int) -> tuple[Inexact[Array, "n n"], ...]:
+    """`(I, x, x^2, ..., x^q)`: the powers the degree-`degree` evaluation combines. Those
+    of `c x` are `c^j x^j`: a solve computes them once for all its steps."""
+    powers = [jnp.eye(x.shape[-1], dtype=x.dtype), x]
+    for _ in range(num_powers(degree) - 1):
+        powers.append(matmul(powers[-1], x))
+    return tuple(powers)
+
+
+def taylor_from_powers(
+    powers: tuple[Inexact[Array, "n n"], ...], degree: int
+) -> Inexact[Array, "n n"]:
+    """`taylor_polynomial` from the powers of `x` that `taylor_powers` gives."""
     if degree == 18:
-        return _bader_blanes_casas_18(x)
-    return _paterson_stockmeyer(x, degree)
+        return _bader_blanes_casas_18(powers)
+    return _paterson_stockmeyer(powers, degree)
 
 
-def _block_size(degree: int) -> int:
-    return max(1, math.ceil(math.sqrt(degree)))
+def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> Real[Array, ""]:
+    """Al-Mohy and Higham's `alpha`: the least `max(||x^p||^(1/p), ||x^(p+1)||^(1/(p+1)))`
+    over the `p` with `p (p - 1) <= degree + 1` whose powers are at hand (1-norms).
+
+    Every power `x^j`, `j >= degree + 1`, has `||x^j|| <= alpha^j` (SIAM J. Matrix Anal.
+    Appl. 31 (2009) 970, Lemma 4.1): for a non-normal `x`, `alpha` can be far below
+    `||x||`, which would overestimate the truncation error and ask for needless squarings.
+    """
+    # A bound for decisions, never differentiated (the roots have no derivative at 0).
+    # The norms in one reduction: on small matrices the count of operations is the cost.
+    norms = norm1(jax.lax.stop_gradient(jnp.stack(powers[1:])))
+    d = [norms[j - 1] ** (1 / j) for j in range(1, len(powers))]
+    candidates = [d[0]] + [
+        jnp.maximum(d[p - 1], d[p]) for p in range(2, len(d)) if p * (p - 1) <= degree + 1
+    ]
+    return functools.reduce(jnp.minimum, candidates)
 
 
-def _paterson_stockmeyer(x, degree: int):
+def largest_alpha(degree: int, dtype) -> float:
+    """The largest `alpha` (`power_norm_bound`) at which `truncation_bound` is at most
+    the unit roundoff of `dtype`: 0.83 for degree 16 in double precision."""
+    u = float(jnp.finfo(dtype).eps) / 2
+    m = degree
+    # alpha^(m+1) / (m+1)! / (1 - alpha / (m+2)) <= u, with alpha <= 1 in the tail factor.
+    return (u * math.factorial(m + 1) * (1 - 1 / (m + 2))) ** (1 / (m + 1))
+
+
+def truncation_bound(alpha: Real[Array, ""], degree: int) -> Real[Array, ""]:
+    """A bound on `||sum_{j > m} x^j / j!||_1`, the truncation error of `T_m(x)`:
+    `alpha^(m+1) / (m+1)! / (1 - alpha / (m+2))` with `alpha = power_norm_bound(...)`."""
+    m = degree
+    # The geometric tail factor is exact for alpha <= (m + 2) / 2; beyond, the bound is
+    # far above any tolerance anyway.
+    tail = 1 / (1 - jnp.minimum(alpha / (m + 2), 0.5))
+    return alpha ** (m + 1) * (tail / math.factorial(m + 1))
+
+
+def _paterson_stockmeyer(powers, degree: int):
     # With block size q = ceil(sqrt(m)), T_m(X) = sum_j B_j (X^q)^j where each B_j is a
     # combination of I, X, ..., X^(q-1); Horner's rule in X^q then needs floor(m / q)
     # products (one fewer when the top block is a multiple of I), after the q - 1
     # products for the powers.
-    q = _block_size(degree)
+    q = num_powers(degree)
     coefficients = [1 / math.factorial(k) for k in range(degree + 1)]
-    powers = [jnp.eye(x.shape[-1], dtype=x.dtype), x]
-    for _ in range(q - 1):
-        powers.append(matmul(powers[-1], x))
     x_q = powers[q]
 
     def block(j):
@@ -77,19 +127,15 @@ def _paterson_stockmeyer(x, degree: int):
         polynomial = block(top)
     for j in range(top - 1, -1, -1):
         polynomial = block(j) + matmul(x_q, polynomial)
-    omitted = degree + 1
-    bound = norm1(x_q) ** (omitted // q) * norm1(x) ** (omitted % q)
-    return polynomial, bound * (1 / math.factorial(omitted))
+    return polynomial
 
 
-def _bader_blanes_casas_18(x):
+def _bader_blanes_casas_18(powers):
     # The scheme's constant term, 1, is the product of its factors' constant terms
     # (-11.06 and -0.090): it is taken out (`(d + M)(c + N) = dc + dN + cM + MN`), so
     # that rounding errors scale with `||x||`, not with 1, and a step near the identity
     # stays unitary to rounding over thousands of steps.
-    eye = jnp.eye(x.shape[0], dtype=x.dtype)
-    x2 = matmul(x, x)
-    x3 = matmul(x2, x)
+    eye, x, x2, x3 = powers
     x6 = matmul(x3, x3)
     powers = (eye, x, x2, x3, x6)
 
@@ -100,6 +146,4 @@ def _bader_blanes_casas_18(x):
     n9 = matmul(combination(_T18_B1), b5) + b4  # A9 = c + N9
     m9 = b3 + n9  # B3 + A9 = d + M9
     c, d = _T18_B[2][0], _T18_B[1][0] + _T18_B[2][0]
-    polynomial = eye + b2 + d * n9 + c * m9 + matmul(m9, n9)  # (dc = 1: the Taylor coefficient)
-    bound = norm1(x6) ** 3 * norm1(x) * (1 / math.factorial(19))
-    return polynomial, bound
+    return eye + b2 + d * n9 + c * m9 + matmul(m9, n9)  # (dc = 1: the Taylor coefficient)

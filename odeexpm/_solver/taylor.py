@@ -4,6 +4,7 @@ from typing import ClassVar
 
 import diffrax
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Inexact
 
 from .._complex import merge_complex, split_complex
@@ -12,7 +13,7 @@ from .._linalg import matmul
 from .._operator import AbstractOperator, DenseOperator
 from .action import is_narrow, taylor_action
 from .base import AbstractLinearSolver
-from .polynomial import taylor_polynomial
+from .polynomial import power_norm_bound, taylor_from_powers, taylor_powers, truncation_bound
 
 
 class Taylor(AbstractLinearSolver):
@@ -24,10 +25,11 @@ class Taylor(AbstractLinearSolver):
     few matrix products (Paterson-Stockmeyer, about `2 sqrt(m)`; 5 for `m = 18`), where
     an `m`-stage Runge-Kutta method spends `m` products on an order below `m`.
 
-    Order `degree`. The local error estimate is a bound on the first omitted term from
-    norms of the powers of `hA` the evaluation formed (sharp for non-normal matrices,
-    unlike `||hA||^(m+1)`), scaled by `|y1|` so the step-size controller sees a relative
-    error.
+    Order `degree`. The powers of `A` the polynomial combines are formed once per solve
+    (those of `hA` are `h^j A^j`). The local error estimate bounds the truncated tail
+    with Al-Mohy and Higham's `alpha`, from norms of those powers (far below `||hA||`
+    for non-normal matrices), scaled by `|y1|` so the step-size controller sees a
+    relative error.
 
     Only for constant generators (`odeexpm.Constant`, as in `expm` and
     `expm_multiply`) and with adjoints that differentiate the discrete solve
@@ -84,8 +86,11 @@ class Taylor(AbstractLinearSolver):
         return self.degree
 
     def precompute(self, generator, t0, y0, args):
-        """`(center, radius)` of a disk holding the spectrum, for the action steps (their
-        shift is the center); `None` where the steps are polynomials."""
+        """For polynomial steps, `(powers, alpha)`: the powers `(I, A, ..., A^q)` the
+        polynomial combines (those of `hA` are `h^j A^j`: formed once per solve, not
+        once per step), and their `power_norm_bound` (that of `hA` is `|h| alpha`); for
+        action steps, `(center, radius)` of a disk holding the spectrum (the center is
+        their shift)."""
         if not isinstance(generator, Constant):
             raise TypeError(
                 "odeexpm.Taylor needs a constant generator (odeexpm.Constant, as in "
@@ -94,7 +99,8 @@ class Taylor(AbstractLinearSolver):
             )
         operator = _action_operator(generator.matrix, y0, self.degree)
         if operator is None:
-            return None
+            powers = taylor_powers(generator.matrix, self.degree)
+            return powers, power_norm_bound(powers, self.degree)
         return jax.lax.stop_gradient(operator.disk())
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
@@ -105,7 +111,10 @@ class Taylor(AbstractLinearSolver):
         A = term.matrix(t0, args)
         operator = _action_operator(A, y, self.degree)
         if operator is None:
-            polynomial, error_bound = taylor_polynomial(h * A, self.degree)
+            powers, alpha = self.precomputed(terms, solver_state)
+            scaled = tuple(h**j * power for j, power in enumerate(powers))
+            polynomial = taylor_from_powers(scaled, self.degree)
+            error_bound = truncation_bound(jnp.abs(h) * alpha, self.degree)
             y1 = matmul(polynomial, y)
             y_error = error_bound * y1
         else:

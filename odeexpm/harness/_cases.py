@@ -163,11 +163,13 @@ SuiteFactory = Callable[[bool], Sequence[Case]]
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
-    """A named family of cases; `factory(quick)` builds them (fewer and smaller if quick)."""
+    """A named family of cases; `factory(quick)` builds them (fewer and smaller if quick).
+    `methods`: the methods a run uses on it when none are named (`None`: all defaults)."""
 
     name: str
     factory: SuiteFactory
     description: str = ""
+    methods: tuple[str, ...] | None = None
 
     def cases(self, quick: bool = False) -> list[Case]:
         cases = [dataclasses.replace(case, suite=self.name) for case in self.factory(quick)]
@@ -181,7 +183,12 @@ _SUITES: dict[str, Suite] = {}
 
 
 def register_suite(
-    name: str, factory: SuiteFactory, *, description: str | None = None, replace: bool = False
+    name: str,
+    factory: SuiteFactory,
+    *,
+    description: str | None = None,
+    methods: tuple[str, ...] | None = None,
+    replace: bool = False,
 ) -> Suite:
     """Registers a suite of cases under `name`.
 
@@ -199,11 +206,13 @@ def register_suite(
         raise ValueError(f"A suite named {name!r} is already registered.")
     if description is None:
         description = (factory.__doc__ or "").strip().split("\n")[0]
-    _SUITES[name] = Suite(name=name, factory=factory, description=description)
+    _SUITES[name] = Suite(name=name, factory=factory, description=description, methods=methods)
     return _SUITES[name]
 
 
-def suite(name: str, *, description: str | None = None) -> Callable[[SuiteFactory], SuiteFactory]:
+def suite(
+    name: str, *, description: str | None = None, methods: tuple[str, ...] | None = None
+) -> Callable[[SuiteFactory], SuiteFactory]:
     """Decorator form of `register_suite`; the description defaults to the docstring's
     first line.
 
@@ -220,7 +229,7 @@ def suite(name: str, *, description: str | None = None) -> Callable[[SuiteFactor
     """
 
     def register(factory: SuiteFactory) -> SuiteFactory:
-        register_suite(name, factory, description=description)
+        register_suite(name, factory, description=description, methods=methods)
         return factory
 
     return register

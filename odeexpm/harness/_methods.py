@@ -201,6 +201,18 @@ def pade_frechet_build(quantity: str, rtol: float | None = None) -> MethodFn:
     return lambda A, E: (reference.pade_frechet(A, E), None)
 
 
+def scipy_build(quantity: str, rtol: float | None = None) -> MethodFn:
+    # On the host: SciPy's Padé (Al-Mohy and Higham 2009) and its Fréchet derivative,
+    # in the same convention as jax.grad (see `Reference`).
+    import scipy.linalg
+
+    if quantity == "expm":
+        return lambda A, V: (scipy.linalg.expm(A), None)
+    if quantity == "vjp":
+        return lambda A, W: (scipy.linalg.expm_frechet(A.T, W, compute_expm=False), None)
+    return lambda A, E: (scipy.linalg.expm_frechet(A, E, compute_expm=False), None)
+
+
 KVAERNO_MAX_N = 8
 KVAERNO_REASON = (
     "Kvaerno5's Newton iterations form the dense n^2 x n^2 Jacobian of X -> AX "
@@ -226,6 +238,13 @@ for _method in [
         "pade",
         "jax.scipy.linalg.expm: Padé scaling and squaring (at most 16 squarings)",
         from_forward(pade_forward, VALUE),
+    ),
+    Method(
+        "scipy",
+        "scipy.linalg.expm and expm_frechet (Padé, Al-Mohy & Higham 2009), on the host",
+        scipy_build,
+        quantities=("expm", "vjp", "jvp"),
+        call="host",
     ),
     Method(
         "taylor",
@@ -320,6 +339,7 @@ for _method in [
 # named; the action and time-dependent modules add theirs (`harness.DEFAULT_METHODS`).
 CONSTANT_METHODS = (
     "pade",
+    "scipy",
     "taylor",
     "ode",
     "ode-plain",

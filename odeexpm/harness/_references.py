@@ -135,8 +135,9 @@ def longdouble_expm(A: np.ndarray) -> np.ndarray:
     return total.astype(np.complex128 if is_complex else np.float64)
 
 
-def precise_expm(A: np.ndarray) -> np.ndarray:
-    """`exp(A)` at high precision (mpmath or extended precision by size), cached.
+def precise_expm(A: np.ndarray, dps: int = MPMATH_DPS) -> np.ndarray:
+    """`exp(A)` at high precision (mpmath at `dps` digits, or extended precision beyond
+    `MPMATH_MAX_N`), cached.
 
     Examples:
         >>> import numpy as np
@@ -147,14 +148,13 @@ def precise_expm(A: np.ndarray) -> np.ndarray:
     """
     A = np.asarray(A)
     if high_precision_method(A.shape[0]) == "mpmath":
-        return cached(
-            "expm-mpmath", f"dps={MPMATH_DPS}", [A], lambda: reference.mp_expm(A, dps=MPMATH_DPS)
-        )
+        return cached("expm-mpmath", f"dps={dps}", [A], lambda: reference.mp_expm(A, dps=dps))
     return cached("expm-longdouble", f"eps={LONGDOUBLE_EPS:.3e}", [A], lambda: longdouble_expm(A))
 
 
-def precise_frechet(A: np.ndarray, E: np.ndarray) -> np.ndarray:
-    """`L_exp(A, E)`, the Fréchet derivative, by the block identity at high precision, cached.
+def precise_frechet(A: np.ndarray, E: np.ndarray, dps: int = MPMATH_DPS) -> np.ndarray:
+    """`L_exp(A, E)`, the Fréchet derivative, by the block identity at high precision
+    (mpmath at `dps` digits, or extended precision beyond `MPMATH_MAX_N`), cached.
 
     Examples:
         >>> import numpy as np
@@ -167,9 +167,9 @@ def precise_frechet(A: np.ndarray, E: np.ndarray) -> np.ndarray:
     if high_precision_method(n) == "mpmath":
         return cached(
             "frechet-mpmath",
-            f"dps={MPMATH_DPS}",
+            f"dps={dps}",
             [A, E],
-            lambda: reference.mp_frechet(A, E, dps=MPMATH_DPS),
+            lambda: reference.mp_frechet(A, E, dps=dps),
         )
 
     def block_identity():
@@ -265,15 +265,16 @@ class Reference:
 
     label: str = "high precision"
     expm: Callable[[np.ndarray], np.ndarray] | None = None
+    dps: int = MPMATH_DPS
 
     def __call__(self, data: Mapping[str, np.ndarray], quantity: str) -> np.ndarray:
         A = np.asarray(data["A"])
         if quantity == "expm":
-            return precise_expm(A) if self.expm is None else np.asarray(self.expm(A))
+            return precise_expm(A, self.dps) if self.expm is None else np.asarray(self.expm(A))
         if quantity == "vjp":
-            return precise_frechet(A.T, data["W"])
+            return precise_frechet(A.T, data["W"], self.dps)
         if quantity == "jvp":
-            return precise_frechet(A, data["E"])
+            return precise_frechet(A, data["E"], self.dps)
         raise ValueError(f"Reference: unknown quantity {quantity!r}; expected one of {QUANTITIES}.")
 
     def describe(self, quantity: str, n: int) -> str:
@@ -281,7 +282,7 @@ class Reference:
         if quantity == "expm" and self.expm is not None:
             return self.label
         route = high_precision_method(n)
-        return f"mpmath-{MPMATH_DPS}" if route == "mpmath" else "longdouble"
+        return f"mpmath-{self.dps}" if route == "mpmath" else "longdouble"
 
 
 def longdouble_action(

@@ -60,6 +60,10 @@ def format_steps(record: Record) -> str:
     return f"{record.steps}{rejected}"
 
 
+def _condition(record: Record) -> str:
+    return "" if record.condition is None else f"{record.condition:.2g}"
+
+
 def _error_style(record: Record) -> str:
     if record.error is None:
         return ""
@@ -90,6 +94,9 @@ def print_table(records: Sequence[Record], console: Console | None = None) -> No
         if several_dtypes:
             table.add_column("dtype")
         unitary = any(r.unitarity is not None for r in rows)
+        conditioned = any(r.condition is not None for r in rows)
+        if conditioned:
+            table.add_column("κ_exp", justify="right")
         for name in ("status", "rel. error", "time", "compile", "steps", "sq", "memory"):
             table.add_column(name, justify="left" if name == "status" else "right")
         if unitary:
@@ -105,6 +112,7 @@ def print_table(records: Sequence[Record], console: Console | None = None) -> No
                 escape(r.case) if first else "",
                 str(r.n) if first else "",
                 f"{r.norm1:.3g}" if first else "",
+                *([_condition(r) if first else ""] if conditioned else []),
                 escape(r.label),
                 r.quantity,
                 *([r.dtype] if several_dtypes else []),
@@ -339,13 +347,15 @@ def write_report(
         cases = {}
         for r in rows:
             cases.setdefault(r.case, r)
+        conditioned = any(r.condition is not None for r in rows)
         lines += _md_table(
-            ["case", "n", "‖A‖₁", "reference"],
+            ["case", "n", "‖A‖₁", *(["κ_exp"] if conditioned else []), "reference"],
             [
                 [
                     c,
                     r.n,
                     f"{r.norm1:.3g}",
+                    *([_condition(r)] if conditioned else []),
                     next((x.reference for x in rows if x.case == c and x.quantity in KINDS), ""),
                 ]
                 for c, r in cases.items()

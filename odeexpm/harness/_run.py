@@ -83,6 +83,8 @@ class Record:
     - `memory_bytes`: XLA's estimate of temporaries + outputs of the compiled function.
     - `segments`: the number of fixed steps, for fixed-step methods (`pwc-pade`).
     - `unitarity`: `||U^H U - I||_F` of a propagator whose generator is skew-Hermitian.
+    - `condition`: the case's condition number `kappa_exp` where it gives one: a
+      backward-stable method's error is at most about `u kappa_exp`.
     """
 
     suite: str
@@ -108,6 +110,7 @@ class Record:
     memory_bytes: int | None = None
     segments: int | None = None
     unitarity: float | None = None
+    condition: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -266,7 +269,8 @@ def arguments(case: Case, quantity: str, dtype: str, host: bool = False) -> tupl
 
     - `"expm"`, `"vjp"`, `"jvp"`: `(A, V)`, `V` the direction (`None` for `"expm"`);
     - `"action"`: `(A, B, t)`, `A` a dense array or a `jax.experimental.sparse.BCOO`
-      (with `host=True`: NumPy arrays, and a `scipy.sparse.csr_array` for sparse `A`);
+      (with `host=True`: NumPy arrays, and a `scipy.sparse.csr_array` for sparse `A`;
+      NumPy arrays for the other kinds too);
     - `"propagator"`: `(generator, t0, t1)`.
     """
     data = case.inputs(dtype)
@@ -288,8 +292,9 @@ def arguments(case: Case, quantity: str, dtype: str, host: bool = False) -> tupl
             return A, data["B"], float(data["t"])
         return A, jnp.asarray(data["B"]), jnp.asarray(data["t"])
     direction = {"expm": None, "vjp": "W", "jvp": "E"}[quantity]
-    V = None if direction is None else jnp.asarray(data[direction])
-    return jnp.asarray(data["A"]), V
+    as_array = np.asarray if host else jnp.asarray
+    V = None if direction is None else as_array(data[direction])
+    return as_array(data["A"]), V
 
 
 class _Session:
@@ -355,6 +360,7 @@ class _Session:
             segments=task.segments,
             n=case.n,
             norm1=float(case.tags.get("norm1", math.nan)),
+            condition=case.tags.get("condition"),
             reference=case.describe_reference(task.quantity),
         )
         reason = task.method.skip_reason(case)
@@ -431,7 +437,8 @@ def run(
     **Arguments:**
 
     - `suites`: suite names (default: all registered suites).
-    - `methods`: method names (default: `DEFAULT_METHODS`, or `QUICK_METHODS` if `quick`).
+    - `methods`: method names (default: `DEFAULT_METHODS`, or `QUICK_METHODS` if `quick`,
+      narrowed to a suite's own `methods` where it names them).
     - `dtypes`: any of `"float32"`, `"float64"`, `"complex64"`, `"complex128"`; complex
       cases run in the complex dtype of each requested precision. 64-bit dtypes need
       `jax_enable_x64`.
@@ -462,6 +469,13 @@ def run(
             raise ValueError(f"rtol must be 'default' or a number in (0, 1); got {rtol!r}.")
     cases = [case for s in chosen_suites for case in s.cases(quick)]
     tasks = plan(cases, chosen_methods, dtype_names, rtols)
+    if not methods:  # a suite may narrow the default methods
+        narrowed = {s.name: s.methods for s in chosen_suites if s.methods is not None}
+        tasks = [
+            task
+            for task in tasks
+            if task.method.name in narrowed.get(task.case.suite, (task.method.name,))
+        ]
     _listen_for_cache_hits()
     session = _Session(repeats)
     records = []
