@@ -10,7 +10,7 @@ from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
 from ._scaling import balance, scaled_exponent, square
 from ._solution import Stats, nothing_to_solve, outcome
-from ._solve import compiled, default_solver, solve_linear, without_nonfinite
+from ._solve import compiled, solve_linear, solver_for, without_nonfinite
 
 
 def expm(
@@ -129,13 +129,8 @@ def _expm_single(A, t, *, squarings, options):
 def _solve_and_square(A, t, *, squarings, options):
     (A, t), bad = without_nonfinite((A, t))
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
-    solver = options["solver"]
-    if solver is None:  # chosen here, as the scaling depends on it
-        solver = default_solver(
-            Constant(A), A.dtype, operator_valued=False, adjoint=options["adjoint"],
-            rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
-            exponential=True,
-        )  # fmt: skip
+    # Chosen here, as the scaling depends on it.
+    solver = solver_for(Constant(A), A.dtype, options, exponential=True)
     options = {**options, "solver": solver}
     if squarings is None:
         A, d = balance(A)

@@ -23,8 +23,8 @@ from ._operator import AbstractOperator, as_operator
 from ._solution import Stats, nothing_to_solve, outcome
 from ._solve import (
     compiled,
-    default_solver,
     solve_linear,
+    solver_for,
     without_nonfinite,
 )
 from ._solver import Taylor
@@ -231,13 +231,8 @@ def _expm_multiply_single(operator, B, t, *, options):
     # solve; the solve runs in that order, so no product renumbers its input and output.
     operator, renumbering = operator.fast_form()
     generator = Constant(operator)
-    solver = options["solver"]
-    if solver is None:  # chosen here, as the first step depends on it
-        solver = default_solver(
-            generator, B.dtype, operator_valued=True, adjoint=options["adjoint"],
-            rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
-            exponential=False,
-        )  # fmt: skip
+    # Chosen here, as the first step depends on it.
+    solver = solver_for(generator, B.dtype, options, exponential=False)
     # The spectral disk sets the first step, and the Taylor action steps' shift.
     if isinstance(solver, Taylor):
         precomputed = solver.precompute(generator, 0.0, B, None)

@@ -114,7 +114,7 @@ def square(
     and of every square are exact (`ExactBand`). The loop is differentiable in the
     modes the solve's `adjoint` is."""
     E = jax.lax.stop_gradient(exponent)
-    triangular = jnp.all(jnp.tril(E, -1) == 0) | jnp.all(jnp.triu(E, 1) == 0)
+    upper, lower = jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
 
     def squarings(X, band: ExactBand | None):
         def body(carry):
@@ -147,7 +147,10 @@ def square(
     # One branch taken per matrix: on small matrices the count of operations is the
     # cost, and the exact band would double a full matrix's.
     return jax.lax.cond(
-        triangular, lambda X: squarings(X, ExactBand(E)), lambda X: squarings(X, None), X
+        upper | lower,
+        lambda X: squarings(X, ExactBand(E, upper, lower)),
+        lambda X: squarings(X, None),
+        X,
     )
 
 
@@ -157,9 +160,10 @@ class ExactBand(eqx.Module):
     times the divided difference of `exp` at the neighbouring diagonal entries.
 
     `band(X, i)` puts them into `X = exp(2^i E)` where `E` is upper or lower triangular
-    (and returns `X` unchanged otherwise). Derivatives are those of `X`: a triangular
-    `E` may be perturbed off its triangle. Elementwise work only, set up once: on small
-    matrices the count of operations is the cost.
+    (as `ExactBand(E, upper, lower)` is told; `X` is returned unchanged otherwise).
+    Derivatives are those of `X`: a triangular `E` may be perturbed off its triangle.
+    Elementwise work only, set up once: on small matrices the count of operations is the
+    cost.
     """
 
     diagonal: Inexact[Array, " n"]
@@ -168,9 +172,9 @@ class ExactBand(eqx.Module):
     below: Inexact[Array, " n"]  # E_j+1,j where lower triangular, by column (else 0)
     triangular: Bool[Array, ""]
 
-    def __init__(self, E: Inexact[Array, "n n"]):
+    def __init__(self, E: Inexact[Array, "n n"], upper: Bool[Array, ""], lower: Bool[Array, ""]):
+        """`E` and whether it is upper and whether lower triangular."""
         E = jax.lax.stop_gradient(E)
-        upper, lower = jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
         self.diagonal = jnp.diagonal(E)
         self.following = jnp.concatenate([self.diagonal[1:], self.diagonal[-1:]])
         self.above = jnp.where(upper, jnp.pad(jnp.diagonal(E, 1), (0, 1)), 0)

@@ -102,6 +102,27 @@ def default_solver(
     return Magnus6()
 
 
+def solver_for(
+    generator: AbstractGenerator,
+    dtype,
+    options: dict,
+    *,
+    exponential: bool,
+    t0=0.0,
+    args: PyTree = None,
+) -> diffrax.AbstractSolver:
+    """`options["solver"]`, or where it is `None` the `default_solver` for `generator`
+    under the solve's `adjoint`, `rtol` and `stepsize_controller` (also in `options`)."""
+    if options["solver"] is not None:
+        return options["solver"]
+    value = eqx.filter_eval_shape(generator, t0, args)  # A(t0, args): shapes only
+    return default_solver(
+        generator, dtype, operator_valued=is_operator(value), adjoint=options["adjoint"],
+        rtol=options["rtol"], stepsize_controller=options["stepsize_controller"],
+        exponential=exponential,
+    )  # fmt: skip
+
+
 def _series_tolerance(rtol, stepsize_controller, dtype) -> float:
     """Where the Taylor action series stops: the relative tolerance the solve is asked for."""
     if isinstance(rtol, (int, float)):
@@ -208,12 +229,10 @@ def solve_linear(
     """
     dtype = y0.dtype
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-    if solver is None:
-        value = eqx.filter_eval_shape(generator, t0, args)  # A(t0, args): shapes only
-        solver = default_solver(
-            generator, dtype, operator_valued=is_operator(value), adjoint=adjoint,
-            rtol=rtol, stepsize_controller=stepsize_controller, exponential=exponential,
-        )  # fmt: skip
+    options = dict(
+        solver=solver, adjoint=adjoint, rtol=rtol, stepsize_controller=stepsize_controller
+    )
+    solver = solver_for(generator, dtype, options, exponential=exponential, t0=t0, args=args)
     _check_combination(solver, adjoint, exponential)
     controller = make_controller(stepsize_controller, rtol, atol, default_tolerances(solver, dtype))
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat

@@ -115,7 +115,7 @@ def test_exact_band_keeps_the_derivative_of_the_squarings():
     assert rel_err(tangent, expected) < 1e-14
     A = np.triu(np.arange(1.0, 10.0).reshape(3, 3))
     X = jnp.asarray(scipy.linalg.expm(A)) + 1e-3
-    fixed = ExactBand(jnp.asarray(A))(X, 0)
+    fixed = ExactBand(jnp.asarray(A), jnp.asarray(True), jnp.asarray(False))(X, 0)
     np.testing.assert_allclose(np.diag(fixed), np.exp(np.diag(A)), rtol=1e-15)
     assert fixed[1, 0] == 0 and fixed[2, 1] == 0  # in the band, below an upper triangle
     assert fixed[2, 0] == X[2, 0] and fixed[0, 2] == X[0, 2]  # outside the band: untouched

@@ -31,16 +31,6 @@ _T18_B = (
 )  # fmt: skip
 
 
-def num_products(degree: int) -> int:
-    """The matrix products `taylor_polynomial` spends on degree `degree`: those forming
-    the powers (`taylor_powers`), then those combining them (`taylor_from_powers`)."""
-    q = num_powers(degree)
-    if degree == 18:
-        return (q - 1) + 3
-    top = degree // q
-    return (q - 1) + (top - 1 if degree % q == 0 and top > 0 else top)
-
-
 def num_powers(degree: int) -> int:
     """The highest power of `x` that `taylor_powers` forms for degree `degree`."""
     return 3 if degree == 18 else max(1, math.ceil(math.sqrt(degree)))
