@@ -3,6 +3,8 @@
 from . import reference as reference
 from ._adjoint import FrechetAdjoint as FrechetAdjoint
 from ._expm import expm as expm
+from ._expm_cond import expm_cond as expm_cond
+from ._expm_frechet import expm_frechet as expm_frechet
 from ._expm_linear import ExpmLinear as ExpmLinear
 from ._expm_multiply import expm_multiply as expm_multiply
 from ._generator import (

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
-from jaxtyping import Array, Bool, Int
+from jaxtyping import Array, Bool, Int, PyTree
 
 _Y = TypeVar("_Y")
 
@@ -43,10 +43,10 @@ class Stats(eqx.Module):
         >>> import odeexpm
         >>> X, stats = odeexpm.expm(jnp.array([[0.0, 30.0], [-30.0, 0.0]]), return_stats=True)
         >>> int(stats.num_squarings), bool(stats.successful)
-        (6, True)
+        (5, True)
         >>> stats  # doctest: +NORMALIZE_WHITESPACE
         Stats(solver=Taylor(), num_steps=1, num_accepted_steps=1, num_rejected_steps=0,
-              num_squarings=6, result=successful)
+              num_squarings=5, result=successful)
     """
 
     num_steps: Int[Array, "*batch"]
@@ -87,7 +87,7 @@ def _outcomes(result: RESULTS) -> str:
     return "{" + ", ".join(f"{count} x {message!r}" for message, count in names.items()) + "}"
 
 
-def nothing_to_solve(y: Array, batch_shape: tuple[int, ...]) -> tuple[Array, Stats]:
+def nothing_to_solve(y: PyTree[Array], batch_shape: tuple[int, ...]) -> tuple[PyTree[Array], Stats]:
     """The answer and `Stats` of a call on empty input (`y` the empty result, of the
     right shape and dtype): no solve runs."""
     zeros = jnp.zeros(batch_shape, jnp.int32)

@@ -69,7 +69,7 @@ class Taylor(AbstractLinearSolver):
         True
     """
 
-    degree: int = 16
+    degree: int = 18
     tolerance: float | None = None
 
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
