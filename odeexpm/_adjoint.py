@@ -76,12 +76,13 @@ def with_frechet_derivative(forward: _Forward) -> _Forward:
         dA, dt = tangents
         X, aux = forward(A, t)
         dX = frechet(forward, t * A, t * dA + dt * A)
-        return (X, aux), (dX, jtu.tree_map(_no_tangent, aux))
+        return (X, aux), (dX, jtu.tree_map(no_tangent, aux))
 
     return differentiable
 
 
-def _no_tangent(x):
+def no_tangent(x):
+    """The tangent of a non-differentiable output (integers, statistics): float0 zeros."""
     return np.zeros(jnp.shape(x), jax.dtypes.float0)
 
 

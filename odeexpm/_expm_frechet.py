@@ -3,10 +3,9 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import Array, ArrayLike, Inexact, PyTree
+from jaxtyping import Array, ArrayLike, Inexact
 
-from ._adjoint import frechet
+from ._adjoint import frechet, no_tangent
 from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._expm import check_squarings, exponential_solve
 from ._solution import RESULTS, Stats, nothing_to_solve
@@ -132,14 +131,10 @@ def expm_and_frechet(
         n = M.shape[-1]
         block = frechet(forward, _upper_block(M, E), _upper_block(dM, dE))
         tangent = (block[:n, :n], block[:n, n:])
-        return out, (tangent, jax.tree_util.tree_map(_no_tangent, out[1]))
+        return out, (tangent, jax.tree_util.tree_map(no_tangent, out[1]))
 
     return pair(M, E)
 
 
 def _upper_block(M: Inexact[Array, "n n"], E: Inexact[Array, "n n"]) -> Inexact[Array, "2n 2n"]:
     return jnp.block([[M, E], [jnp.zeros_like(M), M]])
-
-
-def _no_tangent(x: PyTree):
-    return np.zeros(jnp.shape(x), jax.dtypes.float0)
