@@ -16,6 +16,7 @@ from ._generator import (
     PiecewiseConstant as PiecewiseConstant,
     schrodinger as schrodinger,
 )
+from ._operator import ShardedSparse as ShardedSparse
 from ._propagator import evolve as evolve, propagator as propagator
 from ._solution import RESULTS as RESULTS, Stats as Stats
 from ._solver import (

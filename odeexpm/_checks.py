@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 from jax.experimental import sparse as jsparse
+from jax.sharding import AxisType
 from jaxtyping import Array, ArrayLike, Inexact, Real
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -70,10 +71,23 @@ def warn_if_below_precision(rtol, atol, stepsize_controller, dtype, caller: str)
             )
 
 
-def as_array(x: Any) -> Array | np.ndarray:
+def as_array(x: Any, name: str, caller: str) -> Array | np.ndarray:
     """`x` itself if it is an array (a JAX array or tracer, or a NumPy array), else `x`
-    as a NumPy array (Python numbers, nested lists)."""
-    return x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
+    as a NumPy array (Python numbers, nested lists). Refuses arrays sharded over a mesh
+    with `Explicit` axes."""
+    if not isinstance(x, (jax.Array, np.ndarray)):
+        return np.asarray(x)
+    if isinstance(x, jax.Array):
+        sharding = jax.typeof(x).sharding
+        explicit = AxisType.Explicit in getattr(sharding.mesh, "axis_types", ())
+        if explicit and any(axes is not None for axes in sharding.spec):
+            raise ValueError(
+                f"{caller}: `{name}` is sharded over a mesh with explicit axis types "
+                "(jax.make_mesh's default), which odeexpm, like diffrax and "
+                "jax.scipy.linalg.expm under jax.vmap, does not support yet. Make the mesh "
+                "with axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names)."
+            )
+    return x
 
 
 def as_dense_array(x: Any, name: str, caller: str, advice: str) -> Array | np.ndarray:
@@ -83,7 +97,7 @@ def as_dense_array(x: Any, name: str, caller: str, advice: str) -> Array | np.nd
         raise TypeError(
             f"{caller}: `{name}` must be a dense array; got a {type(x).__name__}. {advice}"
         )
-    return as_array(x)
+    return as_array(x, name, caller)
 
 
 def as_square_matrices(A: Any, name: str, caller: str) -> Inexact[Array, "*batch n n"]:

@@ -64,8 +64,9 @@ def expm_multiply(
       `BCSR`) matrix; or a `lineax.AbstractLinearOperator` on vectors `(n,)`
       (matrix-free: only `A.mv` is called). Real or complex (float32, float64,
       complex64, complex128). Sparse matrices are stored for fast products in sliced
-      ELLPACK form, planned on the host once per index array; a BCOO whose indices are
-      traced (passed to a jitted function) is laid out on the device once per solve if
+      ELLPACK form, planned on the host once per index array (also for a BCOO built
+      inside `jax.jit` from NumPy indices); a BCOO whose indices are traced (passed to
+      a jitted function) is laid out on the device once per solve if
       its entries are sorted by row, and applied by a slower `segment_sum` otherwise.
       Its values are differentiable: dense entries, `BCOO.data`, and the arrays a
       lineax operator holds (for a `lineax.FunctionLinearOperator`, those its function
@@ -196,7 +197,7 @@ def _warn_if_rows_sum_to_zero(A, caller: str) -> None:
 
 
 def _as_state(B, operator: AbstractOperator, caller: str) -> Array:
-    B = as_array(B)
+    B = as_array(B, "B", caller)
     n = operator.shape[0]
     if B.ndim not in (1, 2) or B.shape[0] != n:
         raise ValueError(

@@ -164,7 +164,7 @@ def evolve(
     caller = "odeexpm.evolve"
     generator = _as_generator(A, caller)
     n, dtype = _signature(generator, t0, args, caller)
-    y0 = as_array(y0)
+    y0 = as_array(y0, "y0", caller)
     if y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
         raise ValueError(
             f"{caller}: `y0` must have shape (n,) or (..., n, k) with n = {n} (the "

@@ -1,10 +1,13 @@
 """What a call returns besides its answer: `RESULTS`, `Stats`, and how failures are
 reported (NaN and a result code with `throw=False`, an error with `throw=True`)."""
 
+import functools
 from typing import TypeVar
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
+import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
@@ -132,11 +135,35 @@ def _beyond_norm_range(y: Array) -> Bool[Array, ""]:
 
 def raise_if_failed(x: _Y, result: RESULTS, max_steps: int | None) -> _Y:
     """Raises an error naming the failure recorded in `result` (under jit and vmap too)."""
-    x = eqx.error_if(
-        x,
-        result == RESULTS.max_steps_reached,
+    if jax.device_count() > 1:
+        # equinox raises from a host callback that XLA runs on one device: in a program
+        # partitioned over several, the others would then wait for it at their next
+        # collective, forever. Here every device raises (a partitioned debug callback on
+        # the code of a failure, the same on each device after a reduction over the
+        # batch, including the axes of an enclosing jax.vmap).
+        code = jnp.max(jnp.where(result == RESULTS.successful, 0, result._value))
+        code = eqxi.unvmap_max(code)
+        jax.debug.callback(
+            functools.partial(_raise_on_failure, max_steps=max_steps),
+            code,
+            partitioned=True,
+        )
+        return x
+    x = eqx.error_if(x, result == RESULTS.max_steps_reached, _budget_message(max_steps))
+    return result.error_if(x, result != RESULTS.successful)
+
+
+def _budget_message(max_steps: int | None) -> str:
+    return (
         f"odeexpm: the ODE solver used its whole step budget (max_steps={max_steps}) "
         "before reaching the final time. Increase `max_steps`, loosen `rtol`/`atol`, "
-        "use a stiff solver, or (for `expm`) let it scale with `squarings=None`.",
+        "use a stiff solver, or (for `expm`) let it scale with `squarings=None`."
     )
-    return result.error_if(x, result != RESULTS.successful)
+
+
+def _raise_on_failure(code, *, max_steps: int | None) -> None:
+    code = int(np.max(code))  # (a batch of codes under jax.vmap)
+    if code:
+        item = eqx.tree_at(lambda r: r._value, RESULTS.successful, np.asarray(code))
+        budget = bool(item == RESULTS.max_steps_reached)
+        raise RuntimeError(_budget_message(max_steps) if budget else RESULTS[item])

@@ -207,3 +207,39 @@ def test_sparse_where_a_dense_array_is_needed(make, match):
     # Refused at once: NumPy would walk a BCOO element by element.
     with pytest.raises(TypeError, match=match):
         make(sparse.BCOO.fromdense(jnp.eye(3)))
+
+
+def test_explicit_mesh():
+    # jax.make_mesh's default axis type: refused with advice, not a sharding type error
+    # from deep inside the solve.
+    mesh = jax.make_mesh((1,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,))
+    batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    A = jax.device_put(jnp.zeros((2, 3, 3)), batch)
+    with pytest.raises(ValueError, match=r"odeexpm.expm: `A` is sharded .*AxisType\.Auto"):
+        odeexpm.expm(A)
+    with pytest.raises(ValueError, match=r"odeexpm.evolve: `y0` is sharded .* explicit"):
+        odeexpm.evolve(odeexpm.Constant(jnp.eye(3)), A[:, 0, :].T, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"ShardedSparse: the mesh axis 'batch' .* explicit"):
+        odeexpm.ShardedSparse(sparse.BCOO.fromdense(jnp.eye(2)), mesh)
+
+
+def test_sharded_sparse_input():
+    mesh = jax.make_mesh((1,), ("rows",), axis_types=(jax.sharding.AxisType.Auto,))
+    L = sparse.BCOO.fromdense(jnp.array([[-1.0, 1.0], [1.0, -1.0]]))
+    with pytest.raises(TypeError, match="`matrix` must be a jax.experimental.sparse BCOO"):
+        odeexpm.ShardedSparse(jnp.eye(2), mesh)
+    with pytest.raises(ValueError, match="`matrix` must be square"):
+        odeexpm.ShardedSparse(sparse.BCOO.fromdense(jnp.ones((2, 3))), mesh)
+    with pytest.raises(ValueError, match="`axis` 'cols' is not an axis"):
+        odeexpm.ShardedSparse(L, mesh, "cols")
+    with pytest.raises(TypeError, match="`mesh` must be a jax.sharding.Mesh"):
+        odeexpm.ShardedSparse(L, "rows")
+    with pytest.raises(ValueError, match="indices of `matrix` are traced"):
+        jax.jit(lambda L: odeexpm.ShardedSparse(L, mesh).data)(L)
+    # Traced values are fine (the plan needs the indices only).
+    mv = jax.jit(
+        lambda data: odeexpm.ShardedSparse(sparse.BCOO((data, L.indices), shape=(2, 2)), mesh).mv(
+            jnp.array([1.0, 3.0])
+        )
+    )
+    assert mv(L.data).tolist() == [2.0, -2.0]

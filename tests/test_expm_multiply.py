@@ -16,7 +16,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from jax.experimental import sparse
-from odeexpm._operator import SparseOperator, plan_layout
+from odeexpm._operator import SparseOperator, as_operator, plan_layout
 from odeexpm._operator.layout import UNROLLED_WIDTH
 from odeexpm._operator.sparse import BUCKET_WIDTHS, BucketedEllOperator, CooOperator
 
@@ -469,3 +469,20 @@ def test_layout_cache_holds_no_tracers():
     # A new trace runs `loss` again and reuses the cached layout (holding tracers of the
     # first trace, it would fail with JAX's UnexpectedTracerError).
     assert np.isfinite(jax.jit(lambda a: 2 * loss(a))(0.4))
+
+
+def test_numpy_indices_inside_jit_are_planned():
+    # `BCOO((data, numpy_indices))` inside jax.jit holds its indices as a tracer of a
+    # constant: still planned on the host (sliced ELLPACK), not laid out per solve.
+    dense = np.diag(np.full(4, 1.0), 1) - 2 * np.eye(5)
+    indices = np.stack(np.nonzero(dense), 1)
+    kinds = []
+
+    @jax.jit
+    def product(data):
+        operator = as_operator(sparse.BCOO((data, indices), shape=(5, 5)), "A", "test")
+        kinds.append(type(operator).__name__)
+        return operator.mv(jnp.arange(5.0))
+
+    np.testing.assert_allclose(product(dense[tuple(indices.T)]), dense @ np.arange(5.0))
+    assert kinds == ["SparseOperator"]

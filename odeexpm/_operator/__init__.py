@@ -7,6 +7,7 @@ from .convert import apply as apply, as_operator as as_operator, is_operator as 
 from .dense import DenseOperator as DenseOperator
 from .layout import SparseLayout as SparseLayout, plan_layout as plan_layout
 from .lineax import LineaxOperator as LineaxOperator
+from .sharded import ShardedSparse as ShardedSparse
 from .sparse import (
     CooOperator as CooOperator,
     EllOperator as EllOperator,

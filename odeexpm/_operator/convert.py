@@ -4,6 +4,7 @@ operators, and applying whatever a generator returns to a state."""
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array, Inexact
 
@@ -37,8 +38,14 @@ def is_operator(A) -> bool:
     return isinstance(A, _OPERATOR_TYPES)
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+def concrete_value(x) -> Array | np.ndarray | None:
+    """`x` if it is concrete; the value of a tracer that only stands for a constant (NumPy
+    indices that `jnp.asarray` or a `BCOO` built inside `jax.jit` turned into a tracer);
+    else `None`."""
+    if not isinstance(x, jax.core.Tracer):
+        return x
+    get_const = getattr(x, "get_const", None)  # (a constant of a jaxpr being traced)
+    return None if get_const is None else get_const()
 
 
 def _square_size(shape, name: str, caller: str, kind: str) -> int:
@@ -70,8 +77,9 @@ def as_operator(A, name: str, caller: str) -> AbstractOperator:
             )
         n = _square_size(A.shape, name, caller, "BCOO")
         data = A.data.astype(checked_dtype(A.data.dtype, name, caller))
-        if _is_concrete(A.indices):
-            return SparseOperator(data, cached_layout(A.indices, n))
+        indices = concrete_value(A.indices)
+        if indices is not None:
+            return SparseOperator(data, cached_layout(indices, n))
         return CooOperator(data, A.indices[:, 0], A.indices[:, 1], n)
     if isinstance(A, lx.MatrixLinearOperator):
         A = A.matrix
@@ -85,6 +93,6 @@ def as_operator(A, name: str, caller: str) -> AbstractOperator:
         _square_size((A.out_size(), A.in_size()), name, caller, "lineax operator")
         checked_dtype(A.out_structure().dtype, name, caller)
         return LineaxOperator(A)
-    A = as_array(A)
+    A = as_array(A, name, caller)
     _square_size(A.shape, name, caller, "dense array")
     return DenseOperator(jnp.asarray(A, checked_dtype(A.dtype, name, caller)))

@@ -66,7 +66,7 @@ def _remember(cache: dict, key, value) -> None:
     cache[key] = value
 
 
-def cached_layout(indices: Int[Array, "nnz 2"], n: int) -> SparseLayout:
+def cached_layout(indices: Int[Array, "nnz 2"] | np.ndarray, n: int) -> SparseLayout:
     """`plan_layout(indices, n)`, planned once per sparsity pattern. `indices` must be
     concrete (not traced)."""
     hit = _LAYOUTS_BY_IDENTITY.get(id(indices))

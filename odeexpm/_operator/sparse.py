@@ -21,6 +21,19 @@ from .base import AbstractOperator, Renumbering, gershgorin_disk
 from .layout import UNROLLED_WIDTH, SparseLayout, cached_layout
 
 
+def ell_product(
+    values: Inexact[Array, "w m"], columns: Int[Array, "w m"], y: Inexact[Array, " n *k"]
+) -> Inexact[Array, " m *k"]:
+    """`sum_j values[j] * y[columns[j]]`: the product of `m` rows padded to width `w`."""
+    width = values.shape[0]
+    expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
+    if width <= UNROLLED_WIDTH:
+        # One fused loop of `width` gathers; no intermediate `(w, m)` array.
+        return sum(expand(values[j]) * y[columns[j]] for j in range(width))
+    gathered = y[columns.T]  # (m, w) or (m, w, k)
+    return jnp.sum((values.T if y.ndim == 1 else values.T[..., None]) * gathered, axis=1)
+
+
 class EllGroup(eqx.Module):
     """Rows `rows` of a sparse matrix padded to a common width `w`: entry `j` of row
     `rows[i]` is `values[j, i]` in column `columns[j, i]` (padding: value 0, column of
@@ -31,14 +44,7 @@ class EllGroup(eqx.Module):
     rows: Int[Array, " m"]
 
     def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " m *k"]:
-        width = self.values.shape[0]
-        expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
-        if width <= UNROLLED_WIDTH:
-            # One fused loop of `width` gathers; no intermediate `(w, m)` array.
-            return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
-        gathered = y[self.columns.T]  # (m, w) or (m, w, k)
-        values = self.values.T if y.ndim == 1 else self.values.T[..., None]
-        return jnp.sum(values * gathered, axis=1)
+        return ell_product(self.values, self.columns, y)
 
     def gershgorin_parts(self):
         """The group's diagonal entries, off-diagonal absolute row sums, and its
