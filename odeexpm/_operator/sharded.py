@@ -98,14 +98,16 @@ def plan_partition(rows: np.ndarray, columns: np.ndarray, n: int, mesh: Mesh, ax
     extended_columns = own.copy()
     extended_columns[row_owner, place, local_row] = extended
     index = np.int32 if n + nnz < np.iinfo(np.int32).max else np.int64
+    by_device = NamedSharding(mesh, PartitionSpec(axis))
 
-    def as_index(x):
-        return jnp.asarray(x, index)
+    def as_index(x, sharding=None):
+        # The per-device tables live on their devices; the entries' coordinates are whole.
+        return jax.device_put(jnp.asarray(x, index), sharding)
 
     return RowPartition(
-        as_index(slots),
-        as_index(extended_columns),
-        tuple(map(as_index, sends)),
+        as_index(slots, by_device),
+        as_index(extended_columns, by_device),
+        tuple(as_index(send, by_device) for send in sends),
         as_index(rows),
         as_index(columns),
         tuple(distances),
@@ -130,8 +132,10 @@ class ShardedSparse(AbstractOperator):
     `jax.sharding.NamedSharding(mesh, PartitionSpec(axis))` (another layout is
     resharded on entry).
 
-    The values (`BCOO.data`) are differentiable; they and the index plan are held whole
-    on every device (the state is what gets large); only the state is partitioned.
+    The values (`BCOO.data`) are differentiable. They are held whole on every device,
+    with the entries' coordinates (`2 nnz` integers, for the Gershgorin disk); the
+    per-device tables of the plan, the values laid out for products (once per solve) and
+    the state are partitioned.
 
     **Arguments:**
 
