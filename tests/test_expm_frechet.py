@@ -112,6 +112,7 @@ def test_cond_within_a_few_percent_of_scipy(A):
     assert 0.86 * exact <= estimate <= exact * (1 + 1e-10)
 
 
+@pytest.mark.slow
 def test_cond_batched_and_differentiable():
     A = np.stack([random_matrix(3, s) for s in range(2)])
     kappa = jax.jit(odeexpm.expm_cond)(A)

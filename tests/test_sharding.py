@@ -23,8 +23,8 @@ import pytest
 SCRIPT = Path(__file__).with_name("sharded_checks.py")
 
 
-def _run(which: str, quick: bool) -> list[dict]:
-    command = [sys.executable, str(SCRIPT), which] + (["--quick"] if quick else [])
+def _run(*which: str, quick: bool) -> list[dict]:
+    command = [sys.executable, str(SCRIPT), *which] + (["--quick"] if quick else [])
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -79,16 +79,18 @@ ROW_EXCHANGE = {
 }
 
 
-def test_batch_sharding():
-    records = _run("batch", quick=True)
-    assert {r["name"] for r in records} == {"expm", "expm grad", "failure"}
-    _check_batch(records)
-
-
-def test_row_sharding():
-    records = _run("rows", quick=True)
-    assert len(records) == 4
-    _check(records, 1e-12, ROW_EXCHANGE)
+def test_batch_and_row_sharding():
+    records = {r["name"]: r for r in _run("batch", "rows", quick=True)}
+    assert set(records) == {
+        "expm",
+        "failure",
+        "sparse product",
+        "expm_multiply sparse",
+        "evolve sparse Ising",
+    }
+    _check_batch([records["expm"], records["failure"]])
+    rows = [r for name, r in records.items() if name not in ("expm", "failure")]
+    _check(rows, 1e-12, ROW_EXCHANGE)
 
 
 @pytest.mark.slow
@@ -105,6 +107,7 @@ def test_row_sharding_everywhere():
     _check(records, 1e-12, ROW_EXCHANGE)
 
 
+@pytest.mark.slow
 def test_two_processes(tmp_path):
     """`benchmarks/sweep.py` as two processes of two devices each (`jax.distributed`,
     gloo), against one process with one device."""
