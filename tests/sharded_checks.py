@@ -40,6 +40,7 @@ QUICK = {
 
 def main(which: list[str], quick: bool) -> None:
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
+    import diffrax
     import jax
     import jax.numpy as jnp
     import lineax as lx
@@ -55,15 +56,16 @@ def main(which: list[str], quick: bool) -> None:
     sharded = NamedSharding(mesh, PartitionSpec("devices"))
     rng = np.random.default_rng(0)
 
-    def report(name, f, *inputs, reference=None, output_sharded=True):
-        """`f` on `inputs` sharded along their leading axis, against `reference` (by
-        default `f`) on unsharded inputs, and whether the output is sharded along its
-        leading axis too."""
+    def report(name, f, *inputs, reference=None, output_sharded=True, axis=0):
+        """`f` on `inputs` sharded along their axis `axis`, against `reference` (by
+        default `f`) on unsharded inputs, and whether the output is sharded along that
+        axis too."""
         if quick and name not in QUICK:
             return
         start = time.perf_counter()
         f = jax.jit(lambda *inputs, call=f: call(*inputs))
-        placed = [jax.device_put(x, sharded) for x in inputs]
+        spec = PartitionSpec(*[None] * axis, "devices")
+        placed = [jax.device_put(x, NamedSharding(mesh, spec)) for x in inputs]
         compiled = f.lower(*placed).compile()
         got = compiled(*placed)
         want = jax.jit(reference or f)(*[jnp.asarray(x) for x in inputs])
@@ -73,7 +75,7 @@ def main(which: list[str], quick: bool) -> None:
         )
         kept = not output_sharded or all(
             isinstance(leaf.sharding, NamedSharding)
-            and tuple(leaf.sharding.spec)[:1] == ("devices",)
+            and tuple(leaf.sharding.spec)[axis : axis + 1] == ("devices",)
             for leaf in jax.tree.leaves(got)
         )
         ops = collectives(compiled.as_text())
@@ -179,6 +181,9 @@ def main(which: list[str], quick: bool) -> None:
         def action(y, A=local, t=5.0):
             return odeexpm.expm_multiply(A, y, t)
 
+        def action_forward(y, A):  # forward mode
+            return odeexpm.expm_multiply(A, y, 5.0, adjoint=diffrax.ForwardMode())
+
         report("expm_multiply sparse", action, y0, reference=lambda y: action(y, L))
         times = jnp.array([1.0, 5.0])
         report(
@@ -189,6 +194,22 @@ def main(which: list[str], quick: bool) -> None:
         )
         block = np.stack([y0, np.roll(y0, 100)], axis=1)
         report("expm_multiply sparse block", action, block, reference=lambda y: action(y, L))
+
+        report(
+            "expm_multiply sparse jvp",
+            lambda y: jax.jvp(lambda y: action_forward(y, local), (y,), (jnp.sin(y),))[1],
+            y0,
+            reference=lambda y: jax.jvp(lambda y: action_forward(y, L), (y,), (jnp.sin(y),))[1],
+        )
+        # A batch of states, each sharded by rows.
+        states = np.stack([np.roll(y0, 500 * i) for i in range(3)])
+        report(
+            "expm_multiply sparse vmap",
+            jax.vmap(lambda y: action(y, local, 1.0)),
+            states,
+            reference=jax.vmap(lambda y: action(y, L, 1.0)),
+            axis=1,
+        )
 
         def sharded_matrix(data):
             return odeexpm.ShardedSparse(sparse.BCOO((data, L.indices), shape=L.shape), mesh)

@@ -42,7 +42,8 @@ def _largest(shape: str) -> int:
 
 def _check(records: list[dict], tolerance: float, exchange: dict[str, int]) -> None:
     """Every record: its error within `tolerance`, its output sharded, no gathers, only
-    reductions of at most 2 numbers (besides the gradient of replicated values), and
+    reductions of at most 3 numbers (a norm per state of a vmapped batch of 3; besides
+    the gradient of replicated values), and
     per-device messages no longer than `exchange[name]` entries (none if absent)."""
     for record in records:
         name, ops = record["name"], record["collectives"]
@@ -50,7 +51,7 @@ def _check(records: list[dict], tolerance: float, exchange: dict[str, int]) -> N
         assert record["sharded"], record
         assert not {"all-gather", "all-to-all", "reduce-scatter"} & set(ops), record
         reduced = max(map(_largest, ops.get("all-reduce", {})), default=0)
-        assert reduced <= (12289 if name.endswith("grad data") else 2), record
+        assert reduced <= (12289 if name.endswith("grad data") else 3), record
         sent = max(map(_largest, ops.get("collective-permute", {})), default=0)
         assert sent <= exchange.get(name, 0), record
 
@@ -75,6 +76,8 @@ ROW_EXCHANGE = {
     "expm_multiply sparse block": 2,
     "expm_multiply sparse grad y0": 1,
     "expm_multiply sparse grad data": 1,
+    "expm_multiply sparse jvp": 1,
+    "expm_multiply sparse vmap": 3,  # (a halo of one entry for each of 3 states)
     "evolve sparse Ising": 256,
 }
 
