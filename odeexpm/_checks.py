@@ -71,6 +71,14 @@ def warn_if_below_precision(rtol, atol, stepsize_controller, dtype, caller: str)
             )
 
 
+# Why meshes with explicit axis types are refused, and what to do instead.
+EXPLICIT_AXES_ADVICE = (
+    "(jax.make_mesh's default), which odeexpm, like diffrax and jax.scipy.linalg.expm "
+    "under jax.vmap, does not support yet. Make the mesh with "
+    "axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names)."
+)
+
+
 def as_array(x: Any, name: str, caller: str) -> Array | np.ndarray:
     """`x` itself if it is an array (a JAX array or tracer, or a NumPy array), else `x`
     as a NumPy array (Python numbers, nested lists). Refuses arrays sharded over a mesh
@@ -83,9 +91,7 @@ def as_array(x: Any, name: str, caller: str) -> Array | np.ndarray:
         if explicit and any(axes is not None for axes in sharding.spec):
             raise ValueError(
                 f"{caller}: `{name}` is sharded over a mesh with explicit axis types "
-                "(jax.make_mesh's default), which odeexpm, like diffrax and "
-                "jax.scipy.linalg.expm under jax.vmap, does not support yet. Make the mesh "
-                "with axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names)."
+                f"{EXPLICIT_AXES_ADVICE}"
             )
     return x
 

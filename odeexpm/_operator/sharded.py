@@ -19,7 +19,7 @@ from jax.experimental import sparse as jsparse
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Inexact, Int
 
-from .._checks import checked_dtype
+from .._checks import EXPLICIT_AXES_ADVICE, checked_dtype
 from .base import AbstractOperator
 from .convert import concrete_value
 from .sparse import CooOperator, ell_product
@@ -207,8 +207,7 @@ class ShardedSparse(AbstractOperator):
         if mesh.axis_types[mesh.axis_names.index(axis)] == AxisType.Explicit:
             raise ValueError(
                 f"{_CALLER}: the mesh axis {axis!r} has the explicit axis type "
-                "(jax.make_mesh's default), which odeexpm does not support yet. Make the "
-                "mesh with axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names)."
+                f"{EXPLICIT_AXES_ADVICE}"
             )
         if n % mesh.shape[axis]:
             raise ValueError(
