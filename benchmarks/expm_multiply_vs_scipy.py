@@ -116,6 +116,9 @@ class CountingOperator(AbstractOperator):
     def disk(self):
         return self.inner.disk()
 
+    def diagonal(self):
+        return self.inner.diagonal()
+
     def fast_form(self):
         fast, renumbering = self.inner.fast_form()
         return CountingOperator(fast), renumbering

@@ -1,6 +1,7 @@
 """`propagator` and `evolve`: time-ordered exponentials of a time-dependent generator."""
 
 import inspect
+import math
 from collections.abc import Callable
 
 import diffrax
@@ -13,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from ._checks import as_array, as_real_scalar, checked_dtype, warn, warn_if_below_precision
-from ._generator import AbstractGenerator, FromFunction
+from ._generator import AbstractGenerator, FromFunction, Lindblad
 from ._operator import LineaxOperator, is_operator
 from ._solution import Stats, outcome
 from ._solve import compiled, solve_linear, without_nonfinite
@@ -44,7 +45,9 @@ def propagator(
     - `A`: the generator: an `odeexpm.AbstractGenerator` (`Constant`,
       `PiecewiseConstant`, `Modulated`, `Interpolated`, or your own subclass, whose
       array fields are differentiable parameters) or any callable `A(t, args)` returning
-      an `(n, n)` array, real or complex (float32, float64, complex64, complex128).
+      an `(n, n)` array, real or complex (float32, float64, complex64, complex128). For
+      an `odeexpm.Lindblad` master equation the result is its `(n^2, n^2)`
+      superoperator on column-stacked `vec(rho)`.
     - `t0`, `t1`: real scalars; `t1 < t0` integrates backwards.
     - `args`: passed to `A(t, args)`; its arrays are differentiable.
     - `ts`: optional increasing times in `[t0, t1]` (or `[t1, t0]`): then `U(ts[i], t0)`
@@ -54,7 +57,8 @@ def propagator(
       and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` for other
       dense generators (both with unitary steps for skew-Hermitian `A`);
       `diffrax.Dopri8()` for sparse or matrix-free ones (`odeexpm.Taylor` action steps
-      for a constant one); with `adjoint=diffrax.BacksolveAdjoint()`,
+      for a constant one); `odeexpm.Lawson(diffrax.Dopri8())` for an `odeexpm.Lindblad`
+      master equation (rtol = atol = 1e-10); with `adjoint=diffrax.BacksolveAdjoint()`,
       `diffrax.Dopri8()`, as backsolving needs a solver for general vector fields.
       `Tsit5` replaces `Dopri8` in single precision.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances
@@ -148,7 +152,9 @@ def evolve(
     - `y0`: the initial state: a vector `(n,)`, or `(n, k)` for `k` states as columns
       (one solve with shared steps: the cheapest way to evolve many states). Further
       leading axes `(..., n, k)` are a batch solved independently (as with `jax.vmap`,
-      each with its own steps). A real `y0` with a complex generator is promoted.
+      each with its own steps). A real `y0` with a complex generator is promoted. With
+      an `odeexpm.Lindblad` generator: a density matrix `(n, n)`, or a batch
+      `(..., n, n)` solved independently.
 
     **Returns:** `y(t1)` with the shape of `y0` (`(len(ts),) + y0.shape` with `ts`),
     in the common dtype of `y0` and `A`; with `return_stats=True` also the `Stats`.
@@ -165,7 +171,9 @@ def evolve(
     generator = _as_generator(A, caller)
     n, dtype = _signature(generator, t0, args, caller)
     y0 = as_array(y0, "y0", caller)
-    if y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
+    if isinstance(generator, Lindblad):
+        y0, size, batched = _vectorized(y0, math.isqrt(n), caller)
+    elif y0.ndim == 0 or y0.shape[-2 if y0.ndim >= 2 else -1] != n:
         raise ValueError(
             f"{caller}: `y0` must have shape (n,) or (..., n, k) with n = {n} (the "
             f"generator is {n}x{n}); got shape {tuple(y0.shape)}."
@@ -181,7 +189,33 @@ def evolve(
         max_steps=max_steps,
     )
     warn_if_below_precision(rtol, atol, stepsize_controller, y0.dtype, caller)
-    return _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
+    out = _run(generator, y0, t0, t1, args, ts, caller, options, throw, return_stats)
+    if not isinstance(generator, Lindblad):
+        return out
+    y, stats = out if return_stats else (out, None)
+    y = _matrices(y, size, batched)
+    return (y, stats) if return_stats else y
+
+
+def _vectorized(rho0, size: int, caller: str) -> tuple[Inexact[Array, " ..."], int, bool]:
+    """`(y0, size, batched)`: density matrices `(..., n, n)` as the column-stacked states
+    of the Lindblad solve: `(n^2,)` for one, `(..., n^2, 1)` for a batch (each solved
+    with its own steps, as `evolve`'s batches are)."""
+    if rho0.ndim < 2 or rho0.shape[-2:] != (size, size):
+        raise ValueError(
+            f"{caller}: with an odeexpm.Lindblad generator, `y0` must be a density matrix "
+            f"of shape (n, n), or a batch (..., n, n), with n = {size} (the size of its "
+            f"Hamiltonian); got shape {tuple(rho0.shape)}."
+        )
+    batch = tuple(rho0.shape[:-2])
+    vectors = jnp.swapaxes(jnp.asarray(rho0), -1, -2).reshape(batch + (size * size,))
+    return (vectors[..., None] if batch else vectors), size, bool(batch)
+
+
+def _matrices(y: Inexact[Array, " ..."], size: int, batched: bool) -> Inexact[Array, " ..."]:
+    """The inverse of `_vectorized` (with any leading axis of times)."""
+    lead = y.shape[:-2] if batched else y.shape[:-1]
+    return jnp.swapaxes(y.reshape(lead + (size, size)), -1, -2)
 
 
 def _as_generator(A, caller: str) -> AbstractGenerator:

@@ -20,10 +20,10 @@ from jaxtyping import Array, Bool, PyTree
 
 from ._adjoint import FrechetAdjoint
 from ._complex import merge_complex, split_complex
-from ._generator import AbstractGenerator, Constant
+from ._generator import AbstractGenerator, Constant, Lindblad
 from ._operator import is_operator
 from ._solution import RESULTS, Stats, raise_if_failed
-from ._solver import AbstractLinearSolver, AbstractMagnus, Magnus6, Magnus8, Taylor
+from ._solver import AbstractLinearSolver, AbstractMagnus, Lawson, Magnus6, Magnus8, Taylor
 from ._solver.commutators import Commutators
 from ._solver.polynomial import cheapest_degree
 from ._term import LinearTerm
@@ -47,8 +47,9 @@ def _tight_tolerance(dtype) -> float:
 
 def default_tolerances(solver: diffrax.AbstractSolver, dtype) -> tuple[float, float]:
     """`(rtol, atol)` used when neither `rtol`, `atol` nor a controller is given: a Magnus
-    solver's own `tolerances`, else `1e-13` in double and `1e-6` in single precision."""
-    if isinstance(solver, AbstractMagnus):
+    or Lawson solver's own `tolerances`, else `1e-13` in double and `1e-6` in single
+    precision."""
+    if isinstance(solver, (AbstractMagnus, Lawson)):
         tolerance = solver.tolerances[0 if _is_double(dtype) else 1]
     else:
         tolerance = _tight_tolerance(dtype)
@@ -76,7 +77,11 @@ def default_solver(
       at every tolerance from 1e-16 to 1e-4);
     - for a constant sparse or matrix-free operator (`expm_multiply`): `Taylor` action
       steps of up to `ACTION_DEGREE` products, the series stopping at `rtol`;
-    - for a time-dependent operator: Dopri8 (Tsit5 in single precision);
+    - for a Lindblad master equation: `Lawson(Dopri8())` (`Lawson(Tsit5())` in single
+      precision): the oscillations of the Hamiltonian's diagonal (detunings, Kerr
+      terms) are integrated exactly, so the steps follow the accuracy asked for, not
+      the explicit method's stability at the largest energy;
+    - for another time-dependent operator: Dopri8 (Tsit5 in single precision);
     - for a dense generator: `Magnus8` where its precomputed commutators pay (a
       `Modulated` generator with one control and `12 <= n <= 427`, or two and
       `98 <= n <= 146`), otherwise `Magnus6`: unitary steps for skew-Hermitian `A`.
@@ -89,6 +94,8 @@ def default_solver(
             # The degree is static: a traced tolerance gets the dtype's default one.
             rtol = _tight_tolerance(dtype)
         return Taylor(degree=cheapest_degree(rtol))
+    if isinstance(generator, Lindblad):
+        return Lawson(runge_kutta)
     if operator_valued:
         if isinstance(generator, Constant):
             tolerance = _series_tolerance(rtol, stepsize_controller, dtype)

@@ -12,6 +12,7 @@ first step size is chosen from the radius.
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Int, Real
 
@@ -56,6 +57,11 @@ class AbstractOperator(eqx.Module):
         (a bound for explicit matrices, an estimate for matrix-free ones)."""
 
     @abc.abstractmethod
+    def diagonal(self) -> Inexact[Array, " n"] | None:
+        """The diagonal of `A` where it is known without products (explicit matrices),
+        else `None` (matrix-free operators)."""
+
+    @abc.abstractmethod
     def fast_form(self) -> tuple["AbstractOperator", Renumbering | None]:
         """The operator in the storage and row order in which its products are fastest,
         `P A P^T`, with the renumbering `P` of the rows (`None` for none). Computed once
@@ -95,3 +101,19 @@ def gershgorin_disk(
     center = jnp.where(rows_smaller, row_center, column_center)
     radius = jnp.where(rows_smaller, row_radius, column_radius)
     return center.astype(diagonal.dtype), radius
+
+
+def estimated_disk(operator: AbstractOperator) -> tuple[Inexact[Array, ""], Real[Array, ""]]:
+    """A disk for an operator known only by its products, estimated from two products
+    with a fixed random sign vector `z`: the center is the trace estimate `z^T A z / n`,
+    the radius a power-iteration estimate of `||A - center I||` (a lower estimate)."""
+    n = operator.shape[0]
+    z = jax.random.rademacher(jax.random.key(0), (n,), dtype=jnp.finfo(operator.dtype).dtype)
+    z = z.astype(operator.dtype)
+    Az = operator.mv(z)
+    center = jnp.vdot(z, Az) / n
+    shifted = Az - center * z
+    norm = jnp.linalg.norm
+    first = norm(shifted) / norm(z)
+    second = norm(operator.mv(shifted) - center * shifted) / jnp.where(first > 0, norm(shifted), 1)
+    return center.astype(operator.dtype), jnp.maximum(first, second)

@@ -32,5 +32,12 @@ class OperatorCombination(eqx.Module):
             out = out + control * operator.mv(y)
         return out
 
+    def diagonal(self) -> Inexact[Array, " n"] | None:
+        """The diagonal where every term's is known, else `None`."""
+        parts = [self.drift.diagonal(), *(op.diagonal() for op in self.operators)]
+        if any(part is None for part in parts):
+            return None
+        return parts[0] + sum(c * part for c, part in zip(self.controls, parts[1:]))
+
     def __matmul__(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return self.mv(y)

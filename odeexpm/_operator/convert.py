@@ -33,6 +33,19 @@ def apply(A, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
     return A @ y
 
 
+def diagonal(A) -> Inexact[Array, " n"] | None:
+    """The diagonal of whatever a generator returns, where it is known without products
+    (dense arrays, sparse matrices, odeexpm operators and their combinations), else
+    `None` (lineax operators)."""
+    if isinstance(A, lx.AbstractLinearOperator):
+        return None
+    if isinstance(A, jsparse.JAXSparse):
+        A = as_operator(A, "A(t, args)", "odeexpm")
+    if isinstance(A, (AbstractOperator, OperatorCombination)):
+        return A.diagonal()
+    return jnp.diagonal(A)
+
+
 def is_operator(A) -> bool:
     """Whether `A` is something other than a dense array (products only)."""
     return isinstance(A, _OPERATOR_TYPES)

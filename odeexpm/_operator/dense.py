@@ -32,5 +32,8 @@ class DenseOperator(AbstractOperator):
             jnp.sum(magnitude, axis=0) - jnp.abs(diagonal),
         )
 
+    def diagonal(self):
+        return jnp.diagonal(self.matrix)
+
     def fast_form(self):
         return self, None

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from .base import AbstractOperator
+from .base import AbstractOperator, estimated_disk
 
 
 class LineaxOperator(AbstractOperator):
@@ -12,9 +12,7 @@ class LineaxOperator(AbstractOperator):
     are applied column by column (`jax.vmap`). The arrays inside the operator (for a
     `lineax.FunctionLinearOperator`, those its function closes over) are differentiable.
 
-    Its disk is an estimate from two products with a random sign vector: the center is
-    the trace estimate `z^T A z / n`, the radius a power-iteration estimate of
-    `||A - center I||`.
+    Its disk is an estimate (`estimated_disk`).
     """
 
     operator: lx.AbstractLinearOperator
@@ -38,19 +36,10 @@ class LineaxOperator(AbstractOperator):
         return self.operator.mv(y)
 
     def disk(self):
-        n = self.shape[0]
-        # A fixed random sign vector: z^T A z / n is an unbiased trace estimate.
-        z = jax.random.rademacher(jax.random.key(0), (n,), dtype=jnp.finfo(self.dtype).dtype)
-        z = z.astype(self.dtype)
-        Az = self.mv(z)
-        center = jnp.vdot(z, Az) / n
-        shifted = Az - center * z
-        norm = jnp.linalg.norm
-        # Two steps of the power iteration for ||A - center I||: a lower estimate.
-        first = norm(shifted) / norm(z)
-        second = norm(self.mv(shifted) - center * shifted) / jnp.where(first > 0, norm(shifted), 1)
-        radius = jnp.maximum(first, second)
-        return center.astype(self.dtype), radius
+        return estimated_disk(self)
+
+    def diagonal(self):
+        return None
 
     def fast_form(self):
         return self, None

@@ -232,6 +232,9 @@ class ShardedSparse(AbstractOperator):
     def disk(self):
         return _disk(self.data, self.partition)
 
+    def diagonal(self):
+        return None  # (a row-sharded vector would need the partition; no solver asks)
+
     def fast_form(self):
         padded = jnp.concatenate([self.data, jnp.zeros((1,), self.data.dtype)])
         values = padded[self.partition.slots]
@@ -278,6 +281,9 @@ class _ShardedEll(AbstractOperator):
 
     def disk(self):
         return _disk(self.data, self.partition)
+
+    def diagonal(self):
+        return None  # (a row-sharded vector would need the partition; no solver asks)
 
     def fast_form(self):
         return self, None

@@ -97,6 +97,10 @@ class EllOperator(AbstractOperator):
             column_radii = jax.ops.segment_sum(off_values, off_columns, num_segments=self.n)
         return gershgorin_disk(diagonal, row_radii, column_radii)
 
+    def diagonal(self):
+        parts = [group.gershgorin_parts()[0] for group in self.groups]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
     def fast_form(self):
         return BucketedEllOperator.from_coo(self), None
 
@@ -156,6 +160,11 @@ class SparseOperator(AbstractOperator):
     def disk(self):
         return self.fast_form()[0].disk()
 
+    def diagonal(self):
+        operator, renumbering = self.fast_form()
+        diagonal = operator.diagonal()
+        return diagonal if renumbering is None else renumbering.backward(diagonal)
+
 
 class CooOperator(AbstractOperator):
     """A sparse matrix as coordinate lists, for BCOO matrices with traced indices (no
@@ -187,6 +196,10 @@ class CooOperator(AbstractOperator):
             jax.ops.segment_sum(off_diagonal, self.rows, self.n),
             jax.ops.segment_sum(off_diagonal, self.columns, self.n),
         )
+
+    def diagonal(self):
+        on_diagonal = self.rows == self.columns
+        return jax.ops.segment_sum(jnp.where(on_diagonal, self.data, 0), self.rows, self.n)
 
     def fast_form(self):
         return BucketedEllOperator.from_coo(self), None
@@ -254,6 +267,9 @@ class BucketedEllOperator(AbstractOperator):
 
     def disk(self):
         return self.coo.disk()
+
+    def diagonal(self):
+        return self.coo.diagonal()
 
     def fast_form(self):
         return self, None

@@ -3,6 +3,7 @@ time-dependent ones."""
 
 from .base import AbstractLinearSolver as AbstractLinearSolver
 from .cfmagnus4 import CFMagnus4 as CFMagnus4
+from .lawson import Lawson as Lawson
 from .magnus import (
     AbstractMagnus as AbstractMagnus,
     AbstractStepDoublingMagnus as AbstractStepDoublingMagnus,

@@ -15,6 +15,7 @@ Examples:
 
 from . import (
     _action as _action,  # the action suite and methods
+    _lindblad as _lindblad,  # the Lindblad suite
     _suites as _suites,  # registers the built-in suites
     _testmats as _testmats,  # the test matrices of Al-Mohy and Higham, and SciPy's
     _time_dependent as _time_dependent,  # the time-dependent suite and methods
