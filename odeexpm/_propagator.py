@@ -1,6 +1,5 @@
 """`propagator` and `evolve`: time-ordered exponentials of a time-dependent generator."""
 
-import inspect
 import math
 from collections.abc import Callable
 
@@ -14,7 +13,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from ._checks import as_array, as_real_scalar, checked_dtype, warn, warn_if_below_precision
-from ._generator import AbstractGenerator, FromFunction, Lindblad
+from ._generator import AbstractGenerator, Lindblad
+from ._generator.function import from_callable
 from ._operator import LineaxOperator, is_operator
 from ._solution import Stats, outcome
 from ._solve import compiled, solve_linear, without_nonfinite
@@ -222,18 +222,7 @@ def _as_generator(A, caller: str) -> AbstractGenerator:
     if isinstance(A, AbstractGenerator):
         return A
     if callable(A):
-        try:
-            signature = inspect.signature(A)
-        except (TypeError, ValueError):  # (builtins and the like: no signature to check)
-            return FromFunction(A)
-        try:
-            signature.bind(0.0, None)
-        except TypeError:
-            raise TypeError(
-                f"{caller}: `A` must be callable as A(t, args); {getattr(A, '__name__', A)}"
-                f"{signature} is not. Write `lambda t, args: ...` (args may go unused)."
-            ) from None
-        return FromFunction(A)
+        return from_callable(A, "A", caller)
     raise TypeError(
         f"{caller}: `A` must be an odeexpm.AbstractGenerator or a callable A(t, args); "
         f"got {type(A).__name__}. For a constant matrix use odeexpm.Constant(A) or "

@@ -10,20 +10,12 @@ import odeexpm
 import pytest
 import scipy.linalg
 from jax.experimental import sparse
+from odeexpm.harness._lindblad import kronecker_liouvillian
 
 from .helpers import rel_err
 
 SIGMA_MINUS = np.array([[0.0, 1.0], [0.0, 0.0]])  # |0><1|: decay of |1> to |0>
 PAULI_Z = np.diag([1.0, -1.0])
-
-
-def kron_liouvillian(H, jumps):
-    """The superoperator on column-stacked vec(rho): vec(A X B) = (B^T kron A) vec(X)."""
-    n = H.shape[0]
-    eye = np.eye(n)
-    K = sum((L.conj().T @ L for L in jumps), np.zeros((n, n)))
-    S = -1j * (np.kron(eye, H) - np.kron(H.T, eye)) - 0.5 * (np.kron(eye, K) + np.kron(K.T, eye))
-    return S + sum((np.kron(L.conj(), L) for L in jumps), np.zeros((n * n, n * n)))
 
 
 def drive(t, eps):
@@ -64,12 +56,12 @@ def test_superoperator_matches_kronecker_form(kind):
         parts[1] = jumps[1]
     S = odeexpm.Lindblad(convert(H), parts)(0.0)
     columns = S.mv(jnp.eye(n * n, dtype=complex))
-    np.testing.assert_allclose(columns, kron_liouvillian(H, jumps), atol=1e-14)
+    np.testing.assert_allclose(columns, kronecker_liouvillian(H, jumps), atol=1e-14)
     if kind == "mixed":  # (K is applied as sum_k L_k^H L_k y: its diagonal is not at hand)
         assert S.diagonal() is None
     else:
         np.testing.assert_allclose(
-            S.diagonal(), np.diagonal(kron_liouvillian(H, jumps)), atol=1e-14
+            S.diagonal(), np.diagonal(kronecker_liouvillian(H, jumps)), atol=1e-14
         )
 
 
@@ -79,7 +71,7 @@ def test_propagator_is_the_superoperator_exponential():
     jumps = [np.sqrt(0.4) * a, 0.3 * a.T @ a]
     lindblad = odeexpm.Lindblad(H, jumps)
     S = odeexpm.propagator(lindblad, 0.0, 1.5)
-    exact = scipy.linalg.expm(1.5 * kron_liouvillian(H, jumps))
+    exact = scipy.linalg.expm(1.5 * kronecker_liouvillian(H, jumps))
     assert S.shape == (n * n, n * n)
     assert rel_err(S, exact) <= 1e-10
     # The generator's value is the superoperator as an operator: expm_multiply takes it.
@@ -100,8 +92,8 @@ def kerr_reference(n, eps, T, rho0):
     """rho(T) from the Kronecker superoperator by plain diffrax at 1e-13 (on the real
     and imaginary parts)."""
     a, H0 = oscillator(n)
-    S0 = kron_liouvillian(H0, [np.sqrt(0.5) * a])
-    S1 = kron_liouvillian(a + a.T, [])
+    S0 = kronecker_liouvillian(H0, [np.sqrt(0.5) * a])
+    S1 = kronecker_liouvillian(a + a.T, [])
 
     def field(t, y, e):
         S = S0 + e * jnp.cos(t) * S1
@@ -294,7 +286,7 @@ def test_bad_input():
         odeexpm.Lindblad(np.ones((3, 2)), [])
     with pytest.raises(TypeError, match="jump_operators"):
         odeexpm.Lindblad(H, np.eye(3))
-    with pytest.raises(TypeError, match=r"jump_operators\[0\].*f\(t, args\)"):
+    with pytest.raises(TypeError, match=r"jump_operators\[0\]\(t, args\)"):
         odeexpm.Lindblad(H, [lambda t: np.eye(3)])
     lindblad = odeexpm.Lindblad(H, [np.eye(3)])
     with pytest.raises(ValueError, match="`y0` must be a density matrix"):
@@ -327,7 +319,7 @@ def test_many_diagonal_sparse_jumps_are_differentiable():
         return odeexpm.evolve(odeexpm.Lindblad(H, [L]), np.eye(n) / n, 0.0, 1.0, rtol=1e-12)
 
     expected = (
-        (scipy.linalg.expm(kron_liouvillian(H, [dense])) @ (np.eye(n) / n).T.reshape(-1))
+        (scipy.linalg.expm(kronecker_liouvillian(H, [dense])) @ (np.eye(n) / n).T.reshape(-1))
         .reshape(n, n)
         .T
     )

@@ -1,5 +1,6 @@
 """`FromFunction`: a plain callable as a generator."""
 
+import inspect
 from collections.abc import Callable
 
 from .base import AbstractGenerator
@@ -24,3 +25,21 @@ class FromFunction(AbstractGenerator):
 
     def __call__(self, t, args=None):
         return self.fn(t, args)
+
+
+def from_callable(fn: Callable, name: str, caller: str) -> FromFunction:
+    """`FromFunction(fn)`, with a clear error naming `name` where `fn` cannot be called
+    as `fn(t, args)` (checked on its signature, where it has one)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # (builtins and the like: no signature to check)
+        return FromFunction(fn)
+    try:
+        signature.bind(0.0, None)
+    except TypeError:
+        raise TypeError(
+            f"{caller}: `{name}` must be callable as {name}(t, args); "
+            f"{getattr(fn, '__name__', fn)}{signature} is not. Write `lambda t, args: ...` "
+            "(args may go unused)."
+        ) from None
+    return FromFunction(fn)

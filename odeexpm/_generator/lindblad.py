@@ -1,7 +1,6 @@
 """`Lindblad`: the generator of the Lindblad master equation, from `H` and the jump
 operators."""
 
-import inspect
 from collections.abc import Sequence
 
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ from .._operator import (
 )
 from .base import AbstractGenerator
 from .constant import Constant
-from .function import FromFunction
+from .function import from_callable
 from .modulated import Modulated
 
 _CALLER = "odeexpm.Lindblad"
@@ -127,16 +126,7 @@ def _as_part(x, name: str) -> AbstractGenerator:
     if isinstance(x, AbstractGenerator):
         return x
     if callable(x) and not is_operator(x):
-        try:
-            inspect.signature(x).bind(0.0, None)
-        except TypeError:
-            raise TypeError(
-                f"{_CALLER}: a callable `{name}` must be callable as f(t, args); write "
-                "`lambda t, args: ...` (args may go unused)."
-            ) from None
-        except ValueError:  # (no signature to check)
-            pass
-        return FromFunction(x)
+        return from_callable(x, name, _CALLER)
     if is_operator(x):
         return Constant(_banded_if_possible(as_operator(x, name, _CALLER)))
     x = as_array(x, name, _CALLER)

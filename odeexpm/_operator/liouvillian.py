@@ -18,6 +18,7 @@ import numpy as np
 from jaxtyping import Array, Inexact, Real
 
 from .._linalg import matmul
+from .._materialize import computed_once
 from .banded import BandedOperator, combined, shift
 from .base import AbstractOperator, estimated_disk
 from .combination import OperatorCombination
@@ -247,14 +248,9 @@ def _banded_lindbladian(
 ) -> Inexact[Array, " N *k"]:
     """`S(rho)` on `vec(rho)` where `H`, `K` and the `L_k` are banded (`stencil`).
 
-    The weights are computed in a conditional (both branches the same), whose results
-    XLA materializes: fused into the pass instead, they would be recomputed for each of
-    the `n^2` entries.
+    The weights are `computed_once`, not for each of the `n^2` entries.
     """
-    parts = (hamiltonian, decay, jumps)
-    first = hamiltonian.diagonals.reshape(-1)[0]
-    compute = lambda parts: _StencilWeights.of(*parts)
-    weights = jax.lax.cond(first == first, compute, compute, parts)
+    weights = computed_once(lambda parts: _StencilWeights.of(*parts), (hamiltonian, decay, jumps))
     n = hamiltonian.shape[0]
     block = y.reshape(n, n, -1)
     out = stencil(weights, jnp.stack([jnp.real(block), jnp.imag(block)]))
@@ -270,11 +266,10 @@ def frame_stage_weights(
     """The stencil weights of a Lawson step's stages, all at once: `stages` holds the
     banded generator at each stage (a leading axis), seen from the frame rotating with
     `diag(energies)` from the step's start, at the `fractions` of the step `h`
-    (`Liouvillian.in_rotating_frame`). Computed in one conditional, whose results XLA
-    materializes (see `_banded_lindbladian`)."""
+    (`Liouvillian.in_rotating_frame`), `computed_once`."""
 
     def compute(inputs):
-        stages, energies, h = inputs
+        h, stages, energies = inputs
 
         def one(liouvillian, c):
             H, K, jumps = liouvillian.banded()
@@ -290,8 +285,7 @@ def frame_stage_weights(
 
         return jax.vmap(one)(stages, jnp.asarray(fractions, energies.dtype))
 
-    inputs = (stages, energies, h)
-    return jax.lax.cond(h == h, compute, compute, inputs)
+    return computed_once(compute, (h, stages, energies))
 
 
 def stencil(weights: _StencilWeights, pair: Real[Array, "2 n n k"]) -> Real[Array, "2 n n k"]:

@@ -10,6 +10,7 @@ import numpy as np
 from jaxtyping import Array, Inexact, Real
 
 from .._complex import merge_complex, split_complex
+from .._materialize import computed_once
 from .._operator import Liouvillian, apply, diagonal
 from .._operator.liouvillian import frame_stage_weights, stencil
 from .base import AbstractLinearSolver
@@ -189,7 +190,7 @@ class _Frame(eqx.Module):
     def rotations(self, fractions: np.ndarray, h: Real[Array, ""], ndim: int) -> list:
         """`(cos(f h omega), sin(f h omega))` for each of `fractions`, shaped as the state."""
         angles = jnp.asarray(fractions, self.angles.dtype)[:, None] * h * self.angles[None, :]
-        cos, sin = _cos_sin_once(angles, h)
+        cos, sin = computed_once(lambda x: (jnp.cos(x), jnp.sin(x)), angles)
         expand = (lambda x: x[:, None]) if ndim == 2 else (lambda x: x)
         out = []
         for k in range(len(fractions)):
@@ -212,21 +213,6 @@ class _Frame(eqx.Module):
             )
             out.append((expand(new_cos), expand(new_sin)))
         return out
-
-
-def _cos_sin_once(
-    angles: Real[Array, " ..."], h: Real[Array, ""]
-) -> tuple[Real[Array, " ..."], ...]:
-    """`(cos(angles), sin(angles))`, computed in a conditional, whose results are
-    materialized: XLA's CPU backend would otherwise fuse the sines and cosines into
-    every product that uses them and recompute them for each entry. (At `h = 0` the
-    angles are 0: cos 0 = 1, sin 0 = 0.)"""
-    return jax.lax.cond(
-        h != 0,
-        lambda x: (jnp.cos(x), jnp.sin(x)),
-        lambda x: (jnp.ones_like(x), jnp.zeros_like(x)),
-        angles,
-    )
 
 
 def _pair(x: Inexact[Array, " ..."]) -> Real[Array, " 2 ..."]:
