@@ -127,14 +127,12 @@ def combined(operator: "BandedOperator | OperatorCombination") -> BandedOperator
         return operator
     parts = (operator.drift, *operator.operators)
     weights = (1.0, *operator.controls)
-    offsets = tuple(sorted({o for part in parts for o in part.offsets}))
-    n = operator.shape[0]
-    dtype = jnp.result_type(*(part.dtype for part in parts), operator.controls.dtype)
-    diagonals = jnp.zeros((len(offsets), n), dtype)
-    for weight, part in zip(weights, parts):
-        where = np.asarray([offsets.index(o) for o in part.offsets])
-        diagonals = diagonals.at[where].add(weight * part.diagonals)
-    return BandedOperator(diagonals, offsets)
+    sums = {}
+    for weight, part in zip(weights, parts):  # (a sum per offset: no scatter)
+        for o, d in zip(part.offsets, part.diagonals):
+            sums[o] = sums.get(o, 0) + weight * d
+    offsets = tuple(sorted(sums))
+    return BandedOperator(jnp.stack([sums[o] for o in offsets]), offsets)
 
 
 def gram(operators: tuple[BandedOperator, ...]) -> BandedOperator:

@@ -217,19 +217,20 @@ class _StencilWeights(eqx.Module):
 
     @classmethod
     def of(cls, hamiltonian, decay, jumps) -> "_StencilWeights":
-        offsets = sorted(set(hamiltonian.offsets) | set(() if decay is None else decay.offsets))
-        n = hamiltonian.shape[0]
-        real_dtype = jnp.finfo(jnp.result_type(hamiltonian.dtype, jnp.float32)).dtype
-        m_real = jnp.zeros((len(offsets), n), real_dtype)
-        m_imag = jnp.zeros((len(offsets), n), real_dtype)
-        h_rows = np.asarray([offsets.index(o) for o in hamiltonian.offsets])
-        # -i (h_real + i h_imag) = h_imag - i h_real
-        m_real = m_real.at[h_rows].add(jnp.imag(hamiltonian.diagonals))
-        m_imag = m_imag.at[h_rows].add(-jnp.real(hamiltonian.diagonals))
+        # M = -i H - K/2 by diagonals, a sum per offset (no scatter):
+        # -i (h_real + i h_imag) = h_imag - i h_real.
+        m_real, m_imag = {}, {}
+        for o, d in zip(hamiltonian.offsets, hamiltonian.diagonals):
+            m_real[o] = m_real.get(o, 0) + jnp.imag(d)
+            m_imag[o] = m_imag.get(o, 0) - jnp.real(d)
         if decay is not None:
-            k_rows = np.asarray([offsets.index(o) for o in decay.offsets])
-            m_real = m_real.at[k_rows].add(-0.5 * jnp.real(decay.diagonals))
-            m_imag = m_imag.at[k_rows].add(-0.5 * jnp.imag(decay.diagonals))
+            for o, d in zip(decay.offsets, decay.diagonals):
+                m_real[o] = m_real.get(o, 0) - 0.5 * jnp.real(d)
+                m_imag[o] = m_imag.get(o, 0) - 0.5 * jnp.imag(d)
+        offsets = sorted(m_real)
+        zero = jnp.zeros_like(jnp.real(hamiltonian.diagonals[0]))
+        m_real = jnp.stack([zero + m_real[o] for o in offsets])
+        m_imag = jnp.stack([zero + m_imag[o] for o in offsets])
         jump_weights = tuple(
             (
                 jnp.real(L.diagonals),
