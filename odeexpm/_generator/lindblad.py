@@ -78,29 +78,25 @@ class Lindblad(AbstractGenerator):
             )
         self.hamiltonian = _with_banded_parts(_as_part(hamiltonian, "hamiltonian"))
         self.jump_operators = tuple(
-            _as_part(L, f"jump_operators[{k}]") for k, L in enumerate(jump_operators)
+            _as_part(L, name) for L, name in zip(jump_operators, _names(len(jump_operators))[1:])
         )
-        sizes = {
-            name: part.matrix.shape
-            for name, part in zip(
-                ["hamiltonian"] + [f"jump_operators[{k}]" for k in range(len(jump_operators))],
-                (self.hamiltonian, *self.jump_operators),
-            )
-            if isinstance(part, Constant)
-        }
-        _check_sizes(sizes)
+        parts = (self.hamiltonian, *self.jump_operators)
+        _check_sizes(
+            {
+                name: part.matrix.shape
+                for name, part in zip(_names(len(jump_operators)), parts)
+                if isinstance(part, Constant)
+            }
+        )
         constant = all(isinstance(L, Constant) for L in self.jump_operators)
         self.decay = _constant_decay(jump_operators, self.jump_operators) if constant else None
 
     def __call__(self, t, args=None):
-        H = _factor(self.hamiltonian(t, args), "hamiltonian")
-        jumps = tuple(
-            _factor(L(t, args), f"jump_operators[{k}]") for k, L in enumerate(self.jump_operators)
-        )
-        _check_sizes(
-            {"hamiltonian": H.shape}
-            | {f"jump_operators[{k}]": L.shape for k, L in enumerate(jumps)}
-        )
+        names = _names(len(self.jump_operators))
+        parts = (self.hamiltonian, *self.jump_operators)
+        H, *jumps = (_factor(part(t, args), name) for part, name in zip(parts, names))
+        jumps = tuple(jumps)
+        _check_sizes({name: value.shape for name, value in zip(names, (H, *jumps))})
         decay = self.decay
         if decay is None and jumps:
             if not all(isinstance(L, jnp.ndarray) for L in jumps):
@@ -119,6 +115,11 @@ class Lindblad(AbstractGenerator):
             if part.jump_ts is not None
         ]
         return jnp.sort(jnp.concatenate(times)) if times else None
+
+
+def _names(jumps: int) -> list[str]:
+    """How errors name the Hamiltonian and the jump operators."""
+    return ["hamiltonian"] + [f"jump_operators[{k}]" for k in range(jumps)]
 
 
 def _as_part(x, name: str) -> AbstractGenerator:
@@ -195,7 +196,7 @@ def _constant_decay(jump_operators: Sequence, parts: tuple[Constant, ...]):
             "are needed); a lineax operator is not supported."
         )
     adjoints = tuple(_adjoint(L) for L in jump_operators)
-    factors = tuple(as_operator(L, "jump_operators", _CALLER) for L in jump_operators)
+    factors = tuple(as_operator(L, "jump_operators", _CALLER) for L in matrices)
     return SumOfSquares(factors, adjoints)
 
 

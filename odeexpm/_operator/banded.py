@@ -64,10 +64,6 @@ class BandedOperator(AbstractOperator):
     def fast_form(self):
         return self, None
 
-    def conj(self) -> "BandedOperator":
-        """The entrywise complex conjugate."""
-        return BandedOperator(jnp.conj(self.diagonals), self.offsets)
-
 
 def shift(v: Inexact[Array, " n"], offset: int) -> Inexact[Array, " n"]:
     """`w[i] = v[i + offset]`, zero outside the range."""

@@ -22,6 +22,7 @@ from .._materialize import computed_once
 from .banded import BandedOperator, combined, shift
 from .base import AbstractOperator, estimated_disk
 from .combination import OperatorCombination
+from .convert import diagonal
 
 # What `H(t)`, `K` and the `L_k` may be: a dense matrix or an operator (products only).
 Factor = Inexact[Array, "n n"] | AbstractOperator | OperatorCombination
@@ -39,10 +40,6 @@ def _left(factor: Factor, blocks: Inexact[Array, "n m n"]) -> Inexact[Array, "n 
 def _adjoints(blocks: Inexact[Array, "n m n"]) -> Inexact[Array, "n m n"]:
     """The conjugate transpose of each matrix `blocks[:, c, :]`."""
     return jnp.conj(jnp.transpose(blocks, (2, 1, 0)))
-
-
-def _diagonal(factor: Factor) -> Inexact[Array, " n"] | None:
-    return jnp.diagonal(factor) if isinstance(factor, jnp.ndarray) else factor.diagonal()
 
 
 class Liouvillian(AbstractOperator):
@@ -143,7 +140,7 @@ class Liouvillian(AbstractOperator):
     def diagonal(self):
         # S[(i, j), (i, j)] = m_i + conj(m_j) + sum_k l_k,i conj(l_k,j), m = diag(M).
         parts = [self.hamiltonian, *self.jumps] + ([] if self.decay is None else [self.decay])
-        diagonals = [_diagonal(part) for part in parts]
+        diagonals = [diagonal(part) for part in parts]
         if any(d is None for d in diagonals):
             return None
         h, jumps = diagonals[0], diagonals[1 : 1 + len(self.jumps)]
@@ -157,7 +154,7 @@ class Liouvillian(AbstractOperator):
         """`(rows, columns)` with `Im S[(i, j), (i, j)] = rows[i] + columns[j]`
         (`-h_i + h_j`, `h = diag(H)`) where the jump operators are real (their diagonal
         adds only to the real part), else `None`; `None` also where `diag(H)` is unknown."""
-        h = _diagonal(self.hamiltonian)
+        h = diagonal(self.hamiltonian)
         if h is None or any(jnp.iscomplexobj(jump) for jump in self.jumps):
             return None
         h = jnp.real(h)
