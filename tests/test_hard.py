@@ -37,3 +37,47 @@ def test_where_pade_fails():
     assert np.isnan(np.asarray(pade_expm(moler.data["A"]))).any()
     X = odeexpm.expm(moler.data["A"])
     assert rel_err(X, moler.expected("expm", np.float64)) < 1e-12
+
+
+def test_halvings_and_powers_of_two():
+    # The least s >= 0 with norm / 2^s < bound, against its definition, at and next to
+    # the thresholds, and elementwise (as under jax.vmap).
+    import jax.numpy as jnp
+    from odeexpm._linalg import halvings, power_of_two
+
+    bound = 1.14
+    thresholds = bound * 2.0 ** np.arange(-3, 66)
+    norms = np.concatenate([[0.0, np.inf], thresholds, np.nextafter(thresholds, 0)])
+    expected = [min([s for s in range(65) if norm / 2.0**s < bound], default=64) for norm in norms]
+    np.testing.assert_array_equal(halvings(jnp.asarray(norms), bound, 64), expected)
+    s = jnp.arange(-70, 70)
+    np.testing.assert_array_equal(power_of_two(s, jnp.float64), 2.0 ** np.arange(-70, 70))
+
+
+def test_balancing_stops_when_a_sweep_changes_nothing():
+    # Stopping at the first sweep that changes nothing gives what all the sweeps give.
+    import jax.numpy as jnp
+    from odeexpm._scaling import BALANCE_SWEEPS, balance
+
+    def every_sweep(A):  # NumPy, always BALANCE_SWEEPS sweeps
+        magnitude = np.abs(A) * (1 - np.eye(len(A)))
+        log2_d = np.zeros(len(A))
+        for _ in range(BALANCE_SWEEPS):
+            scaled = magnitude * 2.0 ** log2_d[None, :] / 2.0 ** log2_d[:, None]
+            column, row = scaled.sum(0), scaled.sum(1)
+            usable = (column > 0) & (row > 0)
+            ratio = np.where(usable, row / np.where(usable, column, 1), 1)
+            log2_d += np.round(0.5 * np.log2(ratio))
+        return 2.0**log2_d
+
+    moler = np.array([[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]])
+    graded = np.diag(10.0 ** np.arange(6), 1)[:6, :6] + np.diag(10.0 ** -np.arange(5), -1)
+    for A in [moler, graded, np.random.default_rng(0).standard_normal((5, 5))]:
+        B, d = balance(jnp.asarray(A))
+        d_all = every_sweep(A)
+        if np.abs(A * (d_all[None, :] / d_all[:, None])).sum(0).max() < np.abs(A).sum(0).max():
+            np.testing.assert_array_equal(np.asarray(d), d_all)
+        else:  # (used only where it lowers the norm)
+            np.testing.assert_array_equal(np.asarray(d), np.ones(len(A)))
+        d = np.asarray(d)
+        np.testing.assert_array_equal(np.asarray(B), A * (d[None, :] / d[:, None]))

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Inexact
 
-from .._linalg import halvings, inverse_power_of_two, matmul, norm1
+from .._linalg import halvings, matmul, norm1, power_of_two
 from .polynomial import taylor_polynomial
 
 DEGREE = 18
@@ -37,7 +37,7 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     norm = jax.lax.stop_gradient(norm1(x))
     ok = norm <= theta * 2.0**MAX_STEP_SQUARINGS
     squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
-    scale = inverse_power_of_two(squarings, MAX_STEP_SQUARINGS, x.dtype)
+    scale = power_of_two(-squarings, x.dtype)
     e = taylor_polynomial(x * scale, DEGREE)
 
     def square(e, i):
