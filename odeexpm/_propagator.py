@@ -56,9 +56,11 @@ def propagator(
       `Modulated` generator whose commutators it can use cheaply and store (one control
       and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` for other
       dense generators (both with unitary steps for skew-Hermitian `A`);
-      `diffrax.Dopri8()` for sparse or matrix-free ones (`odeexpm.Taylor` action steps
-      for a constant one); `odeexpm.Lawson(diffrax.Dopri8())` for an `odeexpm.Lindblad`
-      master equation (rtol = atol = 1e-10); with `adjoint=diffrax.BacksolveAdjoint()`,
+      for sparse or matrix-free ones, `odeexpm.Taylor` steps in time of degree 30 for a
+      `Modulated` generator whose controls `jax.experimental.jet` can expand, action
+      steps for a constant one, `diffrax.Dopri8()` otherwise;
+      `odeexpm.Lawson(diffrax.Dopri8())` for an `odeexpm.Lindblad` master equation
+      (rtol = atol = 1e-10); with `adjoint=diffrax.BacksolveAdjoint()`,
       `diffrax.Dopri8()`, as backsolving needs a solver for general vector fields.
       `Tsit5` replaces `Dopri8` in single precision.
     - `stepsize_controller`, `rtol`, `atol`: as in `odeexpm.expm`. Default tolerances

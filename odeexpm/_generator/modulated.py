@@ -30,8 +30,9 @@ class Modulated(AbstractGenerator):
       `jax.experimental.sparse.BCOO`/`BCSR` matrices or `lineax` operators (the kinds
       `odeexpm.expm_multiply` takes; then pass `operators` as a sequence): `A(t)` is then
       applied term by term, `A0 y + sum_k f_k(t) (A_k y)`, and no dense `n x n` array is
-      formed. `odeexpm.evolve` solves such generators with a Runge-Kutta solver (Magnus
-      steps need dense matrices).
+      formed. `odeexpm.evolve` solves such generators with Taylor steps in time
+      (`odeexpm.Taylor`) where `jax.experimental.jet` can expand the coefficients, else
+      with Dopri8 (Magnus steps need dense matrices).
     - `coefficients`: a sequence of `K` callables `f_k(t, args) -> scalar`, or one
       callable `f(t, args) -> (K,)`.
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jax.experimental import sparse as jsparse
 
-from .._operator import LineaxOperator, is_operator
+from .._operator import AbstractOperator, LineaxOperator, ScaledOperator, is_operator
 from .base import AbstractGenerator
 from .constant import Constant
 from .function import FromFunction
@@ -31,6 +31,8 @@ class _TimesMinusI(AbstractGenerator):
 def _minus_i(H):
     """`-i H` for an array, a sparse matrix or a lineax operator (what `H(t, args)` may
     return, and what users pass)."""
+    if isinstance(H, AbstractOperator):  # the parts of a sparse or matrix-free Modulated
+        return ScaledOperator(jnp.asarray(-1j, jnp.result_type(H.dtype, jnp.complex64)), H)
     if isinstance(H, lx.AbstractLinearOperator):
         # Complex in and out, whatever H's own structure (LineaxOperator applies a real H
         # to each part of a complex vector).
@@ -73,11 +75,11 @@ def schrodinger(hamiltonian: AbstractGenerator | Callable | object) -> AbstractG
         >>> bool(jnp.allclose(U.conj().T @ U, jnp.eye(2), atol=1e-9))
         True
     """
-    # Generators whose matrices are arrays keep their kind, with the arrays times -i.
-    if isinstance(hamiltonian, Modulated) and not hamiltonian.is_operator:
-        return Modulated(
-            _minus_i(hamiltonian.drift), _minus_i(hamiltonian.operators), hamiltonian.coefficients
-        )
+    # Generators keep their kind, with their arrays or operators times -i.
+    if isinstance(hamiltonian, Modulated):
+        parts = hamiltonian.operators
+        parts = [_minus_i(part) for part in parts] if hamiltonian.is_operator else _minus_i(parts)
+        return Modulated(_minus_i(hamiltonian.drift), parts, hamiltonian.coefficients)
     if isinstance(hamiltonian, Constant) and not is_operator(hamiltonian.matrix):
         return Constant(_minus_i(hamiltonian.matrix))
     if isinstance(hamiltonian, PiecewiseConstant):

@@ -18,6 +18,7 @@ from .liouvillian import (
     SumOfSquares as SumOfSquares,
     decay_of as decay_of,
 )
+from .scaled import ScaledOperator as ScaledOperator
 from .sharded import ShardedSparse as ShardedSparse
 from .sparse import (
     CooOperator as CooOperator,

@@ -72,24 +72,24 @@ def taylor_action(
 
     # Truncation: the first term a degree-`degree` polynomial omits, extrapolated from
     # the last one computed.
-    factor = _extrapolation(num_terms, last_norm, previous_norm, degree, tolerance)
+    factor = extrapolation(num_terms, last_norm, previous_norm, degree, tolerance)
     truncation = jnp.abs(last) * factor
     # Rounding: terms that cancel lose digits in proportion to their size relative to
     # the sum, sum_k ||T_k|| / ||sum_k T_k|| (normwise, as the accuracy is judged).
     total_norm = jnp.max(jnp.abs(total))
-    cancellation = jnp.maximum(magnitude / _positive(total_norm) - 1, 0)
+    cancellation = jnp.maximum(magnitude / positive(total_norm) - 1, 0)
     rounding = unit_roundoff * cancellation * jnp.abs(total)
     y_error = (jnp.abs(scale) * (truncation + rounding)).astype(real)
     y_error = jax.lax.stop_gradient(y_error).astype(y.dtype)
     return y1, y_error
 
 
-def _positive(x):
+def positive(x):
     """`x` where positive, else 1 (a safe divisor or logarithm argument)."""
     return jnp.where(x > 0, x, 1)
 
 
-def _extrapolation(num_terms, last_norm, previous_norm, degree: int, tolerance: float):
+def extrapolation(num_terms, last_norm, previous_norm, degree: int, tolerance: float):
     """`f` with `T_(m+1) + T_(m+2) + ... ~ f T_K` for `m = degree`.
 
     From the ratio of the last two terms, `r = K ||T_K|| / ||T_(K-1)||` (about
@@ -99,13 +99,13 @@ def _extrapolation(num_terms, last_norm, previous_norm, degree: int, tolerance: 
     """
     real = last_norm.dtype
     K = num_terms.astype(real)
-    r = jnp.where(previous_norm > 0, K * last_norm / _positive(previous_norm), 0)
+    r = jnp.where(previous_norm > 0, K * last_norm / positive(previous_norm), 0)
     r = jax.lax.stop_gradient(r)
-    log_factor = (degree + 1 - K) * jnp.log(_positive(r)) - (
+    log_factor = (degree + 1 - K) * jnp.log(positive(r)) - (
         jax.lax.lgamma(jnp.asarray(degree + 2.0, real)) - jax.lax.lgamma(K + 1)
     )
     geometric = 1 - r / (degree + 2)
-    converging = jnp.exp(jnp.minimum(log_factor, 100.0)) / _positive(geometric)
+    converging = jnp.exp(jnp.minimum(log_factor, 100.0)) / positive(geometric)
     return jnp.where(r == 0, 0.0, jnp.where(geometric > 0, converging, 1 / tolerance))
 
 
