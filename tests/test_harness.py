@@ -11,6 +11,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import odeexpm
 import pytest
 from odeexpm import harness, reference
 from odeexpm.cli import main
@@ -357,3 +358,20 @@ def test_propagator_reference_matches_the_closed_form():
     exact = case.reference(data, "propagator")
     solved = harness.PropagatorReference(case.generator)(data, "propagator")
     assert np.linalg.norm(solved - exact) / np.linalg.norm(exact) < 1e-12
+
+
+def test_sparse_time_dependent_case_skips_dense_only_methods():
+    # The sparse Ising chain: Magnus steps and Padé need dense matrices and skip it;
+    # the default propagator (Taylor steps in time) matches its dense reference.
+    case = next(c for c in harness.get_suite("time_dependent").cases() if c.name == "tfim-6-sparse")
+    assert "dense" in harness.get_method("magnus4").skip_reason(case)
+    assert "dense" in harness.get_method("pwc-pade").skip_reason(case)
+    assert harness.get_method("rk-dopri8").skip_reason(case) is None
+    data = case.inputs("complex128")
+    generator = case.generator({key: jnp.asarray(value) for key, value in data.items()})
+    U, stats = odeexpm.propagator(
+        generator, float(data["t0"]), float(data["t1"]), return_stats=True
+    )
+    assert stats.solver == "Taylor(degree=30)"
+    expected = case.reference(data, "propagator")
+    assert np.linalg.norm(U - expected) / np.linalg.norm(expected) < 1e-10

@@ -104,6 +104,7 @@ def test_sparse_driven_chain_at_the_defaults():
     assert float(jnp.linalg.norm(out[-1, :, 1] - reference(y0=block[:, 1]))) < 1e-11
 
 
+@pytest.mark.slow  # three gradient compilations; d/da at the defaults is checked below
 def test_gradients_against_finite_differences():
     def population(a, y0):
         return jnp.abs(odeexpm.evolve(sparse_generator(), y0, 0.0, T, args=a)[0]) ** 2

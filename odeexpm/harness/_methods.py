@@ -54,6 +54,8 @@ class Method:
       `"host"` (on NumPy/SciPy inputs: SciPy).
     - `segments`: for fixed-step methods, the numbers of steps it runs at (each a
       measurement; `build` receives the number as its setting).
+    - `dense_only`: the method needs the generator's values as dense matrices (Magnus
+      steps, Padé exponentials): cases tagged `sparse` are recorded as skipped.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Method:
     limit_reason: str = ""
     call: str = "jit"
     segments: tuple[int, ...] = ()
+    dense_only: bool = False
 
     def quantities_for(self, case: Case) -> tuple[str, ...]:
         """The quantities this method computes for `case` (empty if it does not apply)."""
@@ -76,6 +79,8 @@ class Method:
     def skip_reason(self, case: Case) -> str | None:
         if self.max_n is not None and case.n > self.max_n:
             return f"n = {case.n} > {self.max_n}: {self.limit_reason}"
+        if self.dense_only and case.tags.get("sparse"):
+            return "needs dense matrices; the case's generator is sparse"
         return None
 
 

@@ -1,10 +1,16 @@
 """The time-dependent suite and its methods: propagators `U(t1, t0)` of `dU/dt = A(t) U`.
 
+The Ising chain appears twice: with dense matrices, and with sparse (BCOO) ones, which
+the default solves with Taylor steps in time (Magnus steps and Padé need dense matrices
+and skip it).
+
 Methods: `odeexpm.propagator` with each Magnus solver and with Runge-Kutta solvers, and
 the GRAPE-style piecewise-constant product of Padé exponentials at midpoints. References:
 closed forms where the generators commute, else diffrax's Dopri8 at 1e-14 on a plain
 `ODETerm` (`PropagatorReference`). Skew-Hermitian cases also record the unitarity drift.
 """
+
+import functools
 
 import diffrax
 import equinox as eqx
@@ -12,9 +18,19 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+from jax.experimental import sparse
 from jaxtyping import Array
 
-from .. import CFMagnus4, Magnus2, Magnus4, Magnus6, Magnus8, Modulated, propagator
+from .. import (
+    AbstractMagnus,
+    CFMagnus4,
+    Magnus2,
+    Magnus4,
+    Magnus6,
+    Magnus8,
+    Modulated,
+    propagator,
+)
 from ._cases import PROPAGATOR, Case, propagator_case, suite
 from ._methods import Method, register_method
 from ._references import PropagatorReference, precise_expm
@@ -53,6 +69,16 @@ class Sinusoid(eqx.Module):
 def _sinusoidally_driven(data):
     """`A(t) = drift + f(t) operators[0]`, `f` the `Sinusoid` of `data["drive"]`."""
     return Modulated(data["drift"], data["operators"], [Sinusoid(data["drive"])])
+
+
+def _sparse_sinusoidally_driven(data, nse: tuple[int, int]):
+    """`_sinusoidally_driven` with the drift and the operator as BCOO matrices (`nse`:
+    their numbers of stored entries, static so that it runs under `jax.jit`)."""
+    drift, operator = (
+        sparse.BCOO.fromdense(M, nse=count)
+        for M, count in zip((data["drift"], data["operators"][0]), nse)
+    )
+    return Modulated(drift, [operator], [Sinusoid(data["drive"])])
 
 
 def _drive(offset=0.0, amplitude=1.0, frequency=1.0, phase=0.0) -> np.ndarray:
@@ -144,6 +170,27 @@ def time_dependent(quick: bool) -> list[Case]:
             source="Transverse-field Ising chain, 6 spins: H = sum Z_i Z_{i+1} + "
             f"{tfim_amplitude} sin(t) sum X_i, T = {T:g} (issue 4's workload).",
         ),
+        propagator_case(
+            "tfim-6-sparse",
+            functools.partial(
+                _sparse_sinusoidally_driven,
+                nse=(int(np.count_nonzero(zz)), int(np.count_nonzero(xs))),
+            ),
+            {
+                "drift": -1j * zz,
+                "operators": (-1j * xs)[None],
+                "drive": _drive(0.0, tfim_amplitude, 1.0, -np.pi / 2),  # 0.7 sin(t)
+            },
+            0.0,
+            T,
+            n=64,
+            norm1=T * (_norm1(zz) + tfim_amplitude * _norm1(xs)),
+            unitary=True,
+            sparse=True,
+            # The dense generator of the same arrays, solved by plain diffrax.
+            reference=PropagatorReference(_sinusoidally_driven, key="tfim-6-sparse"),
+            source="tfim-6 with BCOO matrices (Taylor steps in time by default).",
+        ),
     ]
 
 
@@ -196,13 +243,15 @@ def _propagator_method(name: str, description: str, solver) -> Method:
         quantities=(PROPAGATOR,),
         uses_tolerance=True,
         applies_to=frozenset({PROPAGATOR}),
+        dense_only=isinstance(solver, type) and issubclass(solver, AbstractMagnus),
     )
 
 
 for _method in [
     _propagator_method(
         "propagator",
-        "odeexpm.propagator with its defaults (Magnus8 or Magnus6 by generator, own tolerances)",
+        "odeexpm.propagator with its defaults (Magnus8 or Magnus6 for dense generators, "
+        "Taylor steps in time for sparse ones)",
         None,
     ),
     _propagator_method("magnus8", "odeexpm.propagator(solver=odeexpm.Magnus8())", Magnus8),
@@ -220,6 +269,7 @@ for _method in [
         quantities=(PROPAGATOR,),
         applies_to=frozenset({PROPAGATOR}),
         segments=(64, 256, 1024),
+        dense_only=True,
     ),
 ]:
     register_method(_method)
