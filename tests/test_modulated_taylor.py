@@ -14,27 +14,14 @@ import pytest
 import scipy.sparse as sp
 from jax.experimental import sparse
 from odeexpm._solver.modulated_series import control_series
+from odeexpm.harness._time_dependent import ising_chain
 
 from .helpers import rel_err
 
 T, AMPLITUDE = 3.0, 0.7
 
 
-def ising(spins):
-    """`(H0, H1)`: couplings `sum Z_i Z_(i+1)` and field `sum X_i` (SciPy sparse)."""
-    eye, x, z = sp.identity(2), sp.csr_matrix([[0.0, 1.0], [1.0, 0.0]]), sp.diags([1.0, -1.0])
-
-    def site(op, i):
-        out = sp.identity(1)
-        for j in range(spins):
-            out = sp.kron(out, op if j == i else eye, format="csr")
-        return out
-
-    couplings = sum(site(z, i) @ site(z, i + 1) for i in range(spins - 1))
-    return couplings.tocsr(), sum(site(x, i) for i in range(spins)).tocsr()
-
-
-H0, H1 = ising(5)
+H0, H1 = (sp.csr_matrix(M) for M in ising_chain(5))
 N = H0.shape[0]
 PSI0 = np.zeros(N, complex)
 PSI0[0] = 1.0

@@ -118,6 +118,18 @@ def time_dependent(quick: bool) -> list[Case]:
     mathieu_drift = np.array([[0.0, 1.0], [-1.0, -0.1]])
     mathieu_operator = np.array([[0.0, 0.0], [-0.5, 0.0]])
     mathieu_T = 20.0
+    tfim_data = {
+        "drift": -1j * zz,
+        "operators": (-1j * xs)[None],
+        "drive": _drive(0.0, tfim_amplitude, 1.0, -np.pi / 2),  # 0.7 sin(t)
+    }
+    tfim_options = dict(
+        t0=0.0,
+        t1=T,
+        n=64,
+        norm1=T * (_norm1(zz) + tfim_amplitude * _norm1(xs)),
+        unitary=True,
+    )
     return [
         propagator_case(
             "commuting-qubit",
@@ -157,18 +169,10 @@ def time_dependent(quick: bool) -> list[Case]:
         propagator_case(
             "tfim-6",
             _sinusoidally_driven,
-            {
-                "drift": -1j * zz,
-                "operators": (-1j * xs)[None],
-                "drive": _drive(0.0, tfim_amplitude, 1.0, -np.pi / 2),  # 0.7 sin(t)
-            },
-            0.0,
-            T,
-            n=64,
-            norm1=T * (_norm1(zz) + tfim_amplitude * _norm1(xs)),
-            unitary=True,
+            tfim_data,
             source="Transverse-field Ising chain, 6 spins: H = sum Z_i Z_{i+1} + "
             f"{tfim_amplitude} sin(t) sum X_i, T = {T:g} (issue 4's workload).",
+            **tfim_options,
         ),
         propagator_case(
             "tfim-6-sparse",
@@ -176,20 +180,12 @@ def time_dependent(quick: bool) -> list[Case]:
                 _sparse_sinusoidally_driven,
                 nse=(int(np.count_nonzero(zz)), int(np.count_nonzero(xs))),
             ),
-            {
-                "drift": -1j * zz,
-                "operators": (-1j * xs)[None],
-                "drive": _drive(0.0, tfim_amplitude, 1.0, -np.pi / 2),  # 0.7 sin(t)
-            },
-            0.0,
-            T,
-            n=64,
-            norm1=T * (_norm1(zz) + tfim_amplitude * _norm1(xs)),
-            unitary=True,
+            tfim_data,
             sparse=True,
             # The dense generator of the same arrays, solved by plain diffrax.
             reference=PropagatorReference(_sinusoidally_driven, key="tfim-6-sparse"),
             source="tfim-6 with BCOO matrices (Taylor steps in time by default).",
+            **tfim_options,
         ),
     ]
 
