@@ -173,3 +173,14 @@ def test_controls_jet_cannot_expand_fall_back_to_runge_kutta():
     assert stats.solver == "Dopri8()"
     dense = odeexpm.schrodinger(odeexpm.Modulated(H0.toarray(), [H1.toarray()], [pulse]))
     assert rel_err(psi, reference(dense)) < 1e-10
+
+
+def test_single_precision():
+    generator = odeexpm.schrodinger(
+        odeexpm.Modulated(bcoo(H0.astype(np.float32)), [bcoo(H1.astype(np.float32))], [drive])
+    )
+    psi, stats = odeexpm.evolve(
+        generator, PSI0.astype(np.complex64), 0.0, T, args=AMPLITUDE, return_stats=True
+    )
+    assert stats.solver == "Taylor(degree=16)" and psi.dtype == jnp.complex64
+    assert float(jnp.linalg.norm(psi - reference())) < 1e-5
