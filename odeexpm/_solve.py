@@ -37,8 +37,9 @@ from ._term import LinearTerm
 # 20% more on a skew-symmetric generator). The series stops early when fewer terms suffice.
 ACTION_DEGREE = 100
 # Terms of a Taylor step in time for a time-dependent `Modulated` operator generator
-# (`m (K + 1)` products for K controls). On the driven Ising chain (N = 10, rtol 1e-13)
-# degrees 24 to 40 cost within 10% of each other; below that steps shrink quickly.
+# (`m (K + 1)` products for K controls). In a fixed-step prototype on the driven Ising
+# chain (N = 10), degrees 20, 30 and 40 took within 10% of the same time (50, 49, 45 ms),
+# 30 at the smallest error (5e-12, against 2e-10 and 2e-9).
 MODULATED_DEGREE = 30
 MODULATED_DEGREE_SINGLE = 16
 

@@ -119,7 +119,8 @@ class Taylor(AbstractLinearSolver):
         polynomial combines (those of `hA` are `h^j A^j`: formed once per solve, not
         once per step), and their `power_norm_bound` (that of `hA` is `|h| alpha`); for
         action steps, `(center, radius)` of a disk holding the spectrum (the center is
-        their shift)."""
+        their shift); for steps in time, the `ModulatedParts` (the generator's operators
+        in their fast forms)."""
         if isinstance(generator, Modulated):
             return ModulatedParts.of(generator)
         if not isinstance(generator, Constant):
