@@ -103,7 +103,7 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
         (jnp.zeros((), jnp.int32), jnp.zeros(A.shape[-1], real), jnp.ones((), bool)),
     )
     # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
-    d = jnp.ldexp(jnp.ones_like(log2_d), log2_d.astype(jnp.int32))
+    d = power_of_two(log2_d.astype(jnp.int32), real)
     B = A * (d[None, :] / d[:, None])
     better = norm1(jax.lax.stop_gradient(B)) < norm1(jax.lax.stop_gradient(A))
     return jnp.where(better, B, A), jnp.where(better, d, jnp.ones_like(d))

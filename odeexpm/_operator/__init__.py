@@ -2,7 +2,11 @@
 disk holding the spectrum)."""
 
 from .banded import BandedOperator as BandedOperator, banded_form as banded_form, gram as gram
-from .base import AbstractOperator as AbstractOperator, Renumbering as Renumbering
+from .base import (
+    AbstractOperator as AbstractOperator,
+    Renumbering as Renumbering,
+    apply_in_row_order as apply_in_row_order,
+)
 from .combination import OperatorCombination as OperatorCombination
 from .convert import (
     apply as apply,

@@ -31,6 +31,16 @@ class Renumbering(eqx.Module):
         return y[self.inverse]
 
 
+def apply_in_row_order(
+    operator: "AbstractOperator", renumbering: Renumbering | None, y: Inexact[Array, " n *k"]
+) -> Inexact[Array, " n *k"]:
+    """`A y` from `A`'s fast form `(operator, renumbering)` (`operator = P A P^T`, `P` the
+    renumbering): `P^T (operator (P y))`, in the original row order."""
+    if renumbering is None:
+        return operator.mv(y)
+    return renumbering.backward(operator.mv(renumbering.forward(y)))
+
+
 class AbstractOperator(eqx.Module):
     """A linear operator `A` on vectors of length `n`, applied to states `(n,)` or
     `(n, k)` (columns). `A @ y` is `A.mv(y)`, so an operator can stand where a dense

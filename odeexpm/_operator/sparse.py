@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Int
 
-from .base import AbstractOperator, Renumbering, gershgorin_disk
+from .base import AbstractOperator, Renumbering, apply_in_row_order, gershgorin_disk
 from .layout import UNROLLED_WIDTH, SparseLayout, cached_layout
 
 
@@ -152,10 +152,7 @@ class SparseOperator(AbstractOperator):
         return EllOperator(groups, by_column, layout.n), renumbering
 
     def mv(self, y):
-        operator, renumbering = self.fast_form()
-        if renumbering is None:
-            return operator.mv(y)
-        return renumbering.backward(operator.mv(renumbering.forward(y)))
+        return apply_in_row_order(*self.fast_form(), y)
 
     def disk(self):
         return self.fast_form()[0].disk()

@@ -22,7 +22,7 @@ from jax.experimental import jet
 from jaxtyping import Array, Inexact, PyTree, Real
 
 from .._generator import Modulated
-from .._operator import AbstractOperator, DenseOperator, Renumbering
+from .._operator import AbstractOperator, DenseOperator, Renumbering, apply_in_row_order
 from .action import extrapolation, positive
 
 # The degree at which the controls' Taylor series is cut. `jet`'s programs (and their
@@ -44,9 +44,7 @@ class _Part(eqx.Module):
         return cls(*operator.fast_form())
 
     def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
-        if self.renumbering is None:
-            return self.operator.mv(y)
-        return self.renumbering.backward(self.operator.mv(self.renumbering.forward(y)))
+        return apply_in_row_order(self.operator, self.renumbering, y)
 
 
 class ModulatedParts(eqx.Module):
