@@ -86,21 +86,28 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
     magnitude = jnp.abs(jax.lax.stop_gradient(A)) * (1 - jnp.eye(A.shape[-1], dtype=real))
 
     def sweep(carry):
-        i, log2_d, _ = carry
+        i, log2_d, direction, _ = carry
         d = jnp.exp2(log2_d)
         scaled = magnitude * d[None, :] / d[:, None]
         column, row = jnp.sum(scaled, axis=0), jnp.sum(scaled, axis=1)
         usable = (column > 0) & (row > 0)
         # Multiplying column i by f and row i by 1/f balances them at f = sqrt(row / column).
-        step = jnp.round(0.5 * jnp.log2(jnp.where(usable, row / jnp.where(usable, column, 1), 1)))
-        return i + 1, log2_d + step, jnp.any(step != 0)
+        ratio = jnp.where(usable, row / jnp.where(usable, column, 1), 1)
+        step = jnp.round(0.5 * jnp.log2(ratio))
+        # All indices at once can overshoot where rows are coupled (a 2 x 2 with entries
+        # 1 and 1e6 would swap them back and forth): a step against an index's previous
+        # direction is halved.
+        step = jnp.where(step * direction < 0, jnp.round(0.5 * step), step)
+        direction = jnp.where(step != 0, jnp.sign(step), direction)
+        return i + 1, log2_d + step, direction, jnp.any(step != 0)
 
     # Until a sweep changes nothing (one or two for most matrices; later sweeps would
     # repeat it), or BALANCE_SWEEPS sweeps.
-    _, log2_d, _ = jax.lax.while_loop(
-        lambda carry: (carry[0] < BALANCE_SWEEPS) & carry[2],
+    zeros = jnp.zeros(A.shape[-1], real)
+    _, log2_d, _, _ = jax.lax.while_loop(
+        lambda carry: (carry[0] < BALANCE_SWEEPS) & carry[3],
         sweep,
-        (jnp.zeros((), jnp.int32), jnp.zeros(A.shape[-1], real), jnp.ones((), bool)),
+        (jnp.zeros((), jnp.int32), zeros, zeros, jnp.ones((), bool)),
     )
     # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
     d = power_of_two(log2_d.astype(jnp.int32), real)
@@ -122,7 +129,7 @@ def square(
     E = jax.lax.stop_gradient(exponent)
     upper, lower = jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
 
-    def squarings(X, band: ExactBand | None):
+    def squarings(X, count, band: ExactBand | None):
         def body(carry):
             i, X = carry
             X = matmul(X, X)
@@ -130,8 +137,8 @@ def square(
 
         if band is not None:
             X = band(X, 0)
-        if isinstance(k, int):
-            for i in range(k):
+        if isinstance(count, int):
+            for i in range(count):
                 _, X = body((i, X))
             return X
         if isinstance(adjoint, (FrechetAdjoint, diffrax.ForwardMode)):
@@ -141,7 +148,7 @@ def square(
         else:
             kind = "checkpointed"
         _, X = eqxi.while_loop(
-            lambda carry: carry[0] < k,
+            lambda carry: carry[0] < count,
             body,
             (jnp.zeros((), jnp.int32), X),
             max_steps=MAX_SQUARINGS,
@@ -151,11 +158,18 @@ def square(
         return X
 
     # One branch taken per matrix: on small matrices the count of operations is the
-    # cost, and the exact band would double a full matrix's.
+    # cost, and the exact band would double a full matrix's. Under `vmap` the branch
+    # becomes both, so each loop counts only its own matrices' squarings: a batch with
+    # no triangular matrix runs no squaring of the other loop.
+    triangular = upper | lower
+    if isinstance(k, int):
+        band_count, plain_count = k, k
+    else:
+        band_count, plain_count = jnp.where(triangular, k, 0), jnp.where(triangular, 0, k)
     return jax.lax.cond(
-        upper | lower,
-        lambda X: squarings(X, ExactBand(E, upper, lower)),
-        lambda X: squarings(X, None),
+        triangular,
+        lambda X: squarings(X, band_count, ExactBand(E, upper, lower)),
+        lambda X: squarings(X, plain_count, None),
         X,
     )
 
@@ -192,12 +206,14 @@ class ExactBand(eqx.Module):
         i = jnp.asarray(i, jnp.int32)
         scale = power_of_two(i, self.diagonal.dtype)
         a, b = scale * self.diagonal, scale * self.following
-        divided = _exp_divided_difference(a, b)
+        exp_a = jnp.exp(a)
+        exp_b = jnp.concatenate([exp_a[1:], exp_a[-1:]])  # (b is a shifted by one)
+        divided = _exp_divided_difference(a, b, exp_a, exp_b)
         rows, columns = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
         on_diagonal = rows == columns
         exact = jnp.where(
             on_diagonal,
-            jnp.exp(a)[:, None],
+            exp_a[:, None],
             jnp.where(
                 columns > rows,
                 (scale * self.above * divided)[:, None],
@@ -211,17 +227,18 @@ class ExactBand(eqx.Module):
 
 
 def _exp_divided_difference(
-    a: Inexact[Array, " m"], b: Inexact[Array, " m"]
+    a: Inexact[Array, " m"],
+    b: Inexact[Array, " m"],
+    exp_a: Inexact[Array, " m"],
+    exp_b: Inexact[Array, " m"],
 ) -> Inexact[Array, " m"]:
-    """`(exp(b) - exp(a)) / (b - a)` (`exp(a)` where `a = b`), accurate to rounding."""
-    half = (b - a) / 2
-    # Close together, e^((a+b)/2) sinh(z) / z with z = (b - a) / 2 avoids the cancellation;
-    # with real parts 2 or more apart, the difference has none, and cannot overflow
-    # where the answer does not.
-    near = jnp.abs(half.real) < 1
-    z = jnp.where(near, half, 1)
-    small = jnp.abs(z) < 1e-4
-    sinhc = jnp.where(small, 1 + z**2 / 6, jnp.sinh(z) / jnp.where(small, 1, z))
-    close = jnp.exp((a + b) / 2) * sinhc
-    apart = (jnp.exp(b) - jnp.exp(a)) / jnp.where(near, 1, b - a)
-    return jnp.where(near, close, apart)
+    """`(exp(b) - exp(a)) / (b - a)` (`exp(a)` where `a = b`), accurate to rounding, from
+    `exp(a)` and `exp(b)`."""
+    # exp(p) expm1(q - p) / (q - p), with p the one of larger real part: expm1 has no
+    # cancellation, and |expm1(q - p)| <= 2 cannot overflow where the answer does not.
+    a_first = a.real >= b.real
+    d = jnp.where(a_first, b - a, a - b)
+    zero = d == 0
+    return jnp.where(a_first, exp_a, exp_b) * jnp.where(
+        zero, 1, jnp.expm1(d) / jnp.where(zero, 1, d)
+    )

@@ -61,13 +61,16 @@ def test_balancing_stops_when_a_sweep_changes_nothing():
 
     def every_sweep(A):  # NumPy, always BALANCE_SWEEPS sweeps
         magnitude = np.abs(A) * (1 - np.eye(len(A)))
-        log2_d = np.zeros(len(A))
+        log2_d, direction = np.zeros(len(A)), np.zeros(len(A))
         for _ in range(BALANCE_SWEEPS):
             scaled = magnitude * 2.0 ** log2_d[None, :] / 2.0 ** log2_d[:, None]
             column, row = scaled.sum(0), scaled.sum(1)
             usable = (column > 0) & (row > 0)
             ratio = np.where(usable, row / np.where(usable, column, 1), 1)
-            log2_d += np.round(0.5 * np.log2(ratio))
+            step = np.round(0.5 * np.log2(ratio))
+            step = np.where(step * direction < 0, np.round(0.5 * step), step)
+            direction = np.where(step != 0, np.sign(step), direction)
+            log2_d += step
         return 2.0**log2_d
 
     moler = np.array([[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]])
@@ -81,3 +84,13 @@ def test_balancing_stops_when_a_sweep_changes_nothing():
             np.testing.assert_array_equal(np.asarray(d), np.ones(len(A)))
         d = np.asarray(d)
         np.testing.assert_array_equal(np.asarray(B), A * (d[None, :] / d[:, None]))
+
+
+def test_balancing_does_not_swap_coupled_entries_back_and_forth():
+    # Steps on both indices at once would swap the off-diagonal entries 1 and 1e6 on every
+    # sweep and leave the matrix as it was; balanced, both are near 1e3.
+    import jax.numpy as jnp
+    from odeexpm._scaling import balance
+
+    B, _ = balance(jnp.array([[-700.0, 1.0], [1e6, -700.0]]))
+    assert 500 < abs(B[0, 1]) < 2000 and 500 < abs(B[1, 0]) < 2000
