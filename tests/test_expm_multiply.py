@@ -18,7 +18,12 @@ import scipy.sparse.linalg as spla
 from jax.experimental import sparse
 from odeexpm._operator import SparseOperator, as_operator, plan_layout
 from odeexpm._operator.layout import UNROLLED_WIDTH
-from odeexpm._operator.sparse import BUCKET_WIDTHS, BucketedEllOperator, CooOperator
+from odeexpm._operator.sparse import (
+    BUCKET_WIDTHS,
+    BucketedEllOperator,
+    CooOperator,
+    table_widths,
+)
 
 from .helpers import rel_err
 
@@ -183,15 +188,29 @@ def test_bcoo_with_traced_indices_under_jit():
     shuffle = np.random.default_rng(6).permutation(A.nse)
     unsorted = sparse.BCOO((A.data[shuffle], A.indices[shuffle]), shape=A.shape)
     assert rel_err(solve(unsorted, jnp.asarray(B0)), closed_form(A0, B0, T)) < 1e-12
-    n = 40  # rows past the widest bucket: the segment_sum branch
-    wide = np.diag(-np.ones(n)) + 0.01 * np.ones((n, n)) * (np.arange(n) < 2)[:, None]
-    entries = sparse.BCOO.fromdense(jnp.asarray(wide))
-    coo = CooOperator(entries.data, entries.indices[:, 0], entries.indices[:, 1], n)
-    bucket, product = jax.jit(
+    n = 40
+    layout = jax.jit(
         lambda coo: (lambda op: (op.bucket, op.mv(jnp.ones(n))))(BucketedEllOperator.from_coo(coo))
-    )(coo)
-    assert int(bucket) == len(BUCKET_WIDTHS)
-    assert rel_err(product, wide @ np.ones(n)) < 1e-14
+    )
+    # Rows past the table (twice the mean row length, in buckets): the segment_sum branch;
+    # a row of 40 entries, and one of 10 among rows of 1 and 2 (mean 2: a table of 4).
+    for long_rows, length in ((2, n), (1, 10)):
+        wide = np.diag(-np.ones(n)) + 0.01 * (np.arange(n) < long_rows)[:, None] * (
+            np.arange(n) < length
+        )
+        wide[5:25, 30] = 0.5
+        entries = sparse.BCOO.fromdense(jnp.asarray(wide))
+        coo = CooOperator(entries.data, entries.indices[:, 0], entries.indices[:, 1], n)
+        bucket, product = layout(coo)
+        widths = table_widths(entries.nse, n)
+        assert widths[-1] < length and int(bucket) == len(widths)
+        assert rel_err(product, wide @ np.ones(n)) < 1e-14
+    # Within the table: the ELLPACK branch of the longest row's width.
+    entries = sparse.BCOO.fromdense(jnp.asarray(np.diag(-np.ones(n)) + np.eye(n, k=1)))
+    coo = CooOperator(entries.data, entries.indices[:, 0], entries.indices[:, 1], n)
+    bucket, product = layout(coo)
+    assert BUCKET_WIDTHS[int(bucket)] == 2
+    assert rel_err(product, (np.diag(-np.ones(n)) + np.eye(n, k=1)) @ np.ones(n)) < 1e-14
     # Gradients reach the values through the layout.
     loss = jax.jit(
         lambda data: jnp.sum(

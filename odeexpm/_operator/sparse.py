@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Int
 
+from .._materialize import computed_once
 from .base import AbstractOperator, Renumbering, apply_in_row_order, gershgorin_disk
 from .layout import UNROLLED_WIDTH, SparseLayout, cached_layout
 
@@ -204,17 +205,28 @@ class CooOperator(AbstractOperator):
 
 # The widths a `BucketedEllOperator` can take, each a branch compiled in advance.
 BUCKET_WIDTHS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, UNROLLED_WIDTH)
+# Its table holds rows up to this many times the mean row length (in the bucket above):
+# laying out a table wide enough for any row costs more than a solve's products.
+TABLE_SLACK = 2
+
+
+def table_widths(nnz: int, n: int) -> tuple[int, ...]:
+    """The `BUCKET_WIDTHS` a `BucketedEllOperator` of `n` rows and `nnz` entries compiles:
+    up to the first at or above `TABLE_SLACK` times the mean row length."""
+    mean = -(-nnz // max(n, 1))
+    last = next((w for w in BUCKET_WIDTHS if w >= TABLE_SLACK * mean), BUCKET_WIDTHS[-1])
+    return tuple(w for w in BUCKET_WIDTHS if w <= last)
 
 
 class BucketedEllOperator(AbstractOperator):
     """The fast form of a `CooOperator` (whose indices are traced): ELLPACK laid out on
     the device, once per solve, for entries sorted by row (as `BCOO.fromdense` and
     `BCOO.from_scipy_sparse` make them). The rows are padded to the smallest of
-    `BUCKET_WIDTHS` that holds the longest; the width is known only when the solve runs,
+    `table_widths` that holds the longest; the width is known only when the solve runs,
     so a product is a `lax.switch` over one compiled branch per width, a few fused gathers
     with no scatter. Entries out of row order (sorting them on the device costs more than
-    a solve) and rows longer than the widest bucket keep `segment_sum` products (the last
-    branch).
+    a solve) and rows longer than the table (`TABLE_SLACK` times the mean row length)
+    keep `segment_sum` products (the last branch).
     """
 
     values: Inexact[Array, "w n"]
@@ -224,25 +236,29 @@ class BucketedEllOperator(AbstractOperator):
 
     @classmethod
     def from_coo(cls, coo: CooOperator) -> "BucketedEllOperator":
-        n, width, rows = coo.n, BUCKET_WIDTHS[-1], coo.rows
-        positions = jnp.arange(n, dtype=rows.dtype)
+        n, rows, nnz = coo.n, coo.rows, coo.rows.shape[0]
+        widths = table_widths(nnz, n)
         counts = jnp.bincount(rows, length=n).astype(rows.dtype)
         first = jnp.cumsum(counts) - counts  # (for entries sorted by row)
-        slots = jnp.arange(rows.shape[0], dtype=rows.dtype) - first[rows]  # place in its row
-        # One scatter places each entry's index; values and columns are then gathered
-        # (padding: index nnz, an appended value 0 in the row's own column). Entries past
-        # the widest bucket are dropped here (the segment_sum branch then runs).
-        nnz = rows.shape[0]
-        table = jnp.full((width, n), nnz, rows.dtype)
-        table = table.at[slots, rows].set(jnp.arange(nnz, dtype=rows.dtype), mode="drop")
-        values = jnp.concatenate([coo.data, jnp.zeros((1,), coo.data.dtype)])[table]
-        own = jnp.broadcast_to(positions, (width, n))
-        padded_columns = jnp.concatenate([coo.columns, jnp.zeros((1,), rows.dtype)])[table]
-        columns = jnp.where(table < nnz, padded_columns, own)
         sorted_rows = jnp.all(rows[1:] >= rows[:-1])
         longest = jnp.max(counts, initial=0)
-        bucket = jnp.searchsorted(jnp.asarray(BUCKET_WIDTHS), longest, side="left")
-        bucket = jnp.where(sorted_rows, bucket, len(BUCKET_WIDTHS))
+        bucket = jnp.searchsorted(jnp.asarray(widths), longest, side="left")
+        bucket = jnp.where(sorted_rows, bucket, len(widths))  # (past the table: segment_sum)
+
+        def table(operands):
+            # Slot j of row r holds entry first[r] + j; padding: index nnz, an appended
+            # value 0 in the row's own column. Gathers only, no scatter.
+            first, counts, data, columns = operands
+            slot = jnp.arange(widths[-1], dtype=rows.dtype)[:, None]
+            held = slot < counts[None, :]
+            index = jnp.where(held, first[None, :] + slot, nnz)
+            data = jnp.concatenate([data, jnp.zeros((1,), data.dtype)])
+            columns = jnp.concatenate([columns, jnp.zeros((1,), rows.dtype)])
+            own = jnp.arange(n, dtype=rows.dtype)[None, :]
+            return data[index], jnp.where(held, columns[index], own)
+
+        # Materialized: fused into each product instead, the gathers would run each time.
+        values, columns = computed_once(table, (first, counts, coo.data, coo.columns))
         return cls(values, columns, bucket, coo)
 
     @property
@@ -258,7 +274,8 @@ class BucketedEllOperator(AbstractOperator):
             expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
             return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
 
-        branches = [functools.partial(ell, width) for width in BUCKET_WIDTHS]
+        widths = [w for w in BUCKET_WIDTHS if w <= self.values.shape[0]]  # (table_widths)
+        branches = [functools.partial(ell, width) for width in widths]
         branches.append(lambda y: self.coo.mv(y))  # (a bound method would be hashed)
         return jax.lax.switch(self.bucket, branches, y)
 
