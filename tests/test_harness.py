@@ -375,3 +375,21 @@ def test_sparse_time_dependent_case_skips_dense_only_methods():
     assert stats.solver == "Taylor(degree=30)"
     expected = case.reference(data, "propagator")
     assert np.linalg.norm(U - expected) / np.linalg.norm(expected) < 1e-10
+
+
+def test_every_expm_case_carries_its_condition_number(monkeypatch):
+    # Beside every error of an `expm` case: kappa_exp, SciPy's exact expm_cond up to
+    # n = 32, a power-iteration estimate beyond (checked here against the exact value).
+    import scipy.linalg
+    from odeexpm.harness import _cases
+
+    for name in ("hard", "nonnormal", "stiff", "skew", "large_norm"):
+        for case in harness.get_suite(name).cases():
+            assert 0 < case.tags["condition"] < np.inf
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((12, 12)) + 3 * np.triu(rng.standard_normal((12, 12)), 1)
+    monkeypatch.setattr(_cases, "EXACT_CONDITION_SIZE", 4)
+    for M in (A, A + 1j * rng.standard_normal((12, 12))):
+        exact = scipy.linalg.expm_cond(M)
+        estimate = _cases.condition_number(M)
+        assert 0.9 * exact <= estimate <= exact * (1 + 1e-12)

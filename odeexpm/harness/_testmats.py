@@ -322,13 +322,6 @@ def scipy_cases() -> dict[str, np.ndarray]:
     }
 
 
-def condition_number(A: np.ndarray) -> float:
-    """`kappa_exp(A)`, relative, Frobenius norm (SciPy's `expm_cond`)."""
-    import scipy.linalg
-
-    return float(scipy.linalg.expm_cond(A))
-
-
 @suite("testmats", methods=("pade", "scipy", "ode", "ode-frechet"))
 def testmats_suite(quick: bool) -> list[Case]:
     """Al-Mohy and Higham's expm test matrices and SciPy's hard expm cases, with their
@@ -346,7 +339,6 @@ def testmats_suite(quick: bool) -> list[Case]:
                 reference=HIGH_PRECISION,
                 gradients=name in WITH_GRADIENTS,
                 source=source,
-                condition=condition_number(A),
             )
         )
     return cases
