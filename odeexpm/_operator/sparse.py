@@ -274,7 +274,7 @@ class BucketedEllOperator(AbstractOperator):
             expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
             return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
 
-        widths = [w for w in BUCKET_WIDTHS if w <= self.values.shape[0]]  # (table_widths)
+        widths = table_widths(self.coo.data.shape[0], self.coo.n)
         branches = [functools.partial(ell, width) for width in widths]
         branches.append(lambda y: self.coo.mv(y))  # (a bound method would be hashed)
         return jax.lax.switch(self.bucket, branches, y)
