@@ -25,7 +25,6 @@ rows are skipped.
 """
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -38,6 +37,8 @@ import numpy as np  # noqa: E402
 import odeexpm  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from jax.experimental import sparse  # noqa: E402
+
+from _common import block, matched, median_times, print_ratios  # noqa: E402
 
 AMPLITUDE, T = 0.7, 10.0
 TOLERANCES = [10.0**-k for k in range(5, 15)]
@@ -123,35 +124,8 @@ def _pair(final):
     return jax.jit(final), jax.jit(jax.grad(population))
 
 
-def block(x):
-    return jax.block_until_ready(x)
-
-
 def error(psi):
     return float(np.linalg.norm(np.asarray(psi) - REF))
-
-
-def median_times(functions, repeats):
-    """Interleaved repeats: each round calls every function once."""
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, f in functions.items():
-            start = time.perf_counter()
-            block(f(AMPLITUDE))
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matched(make, target, label):
-    """`(setting, error, functions)` at the loosest tolerance whose error is at most
-    `target`, or else `(setting, error, None)` at the tightest one."""
-    for tolerance in TOLERANCES:
-        functions = make(tolerance)
-        err = error(block(functions[0](AMPLITUDE)))
-        print(f"  {label} tol {tolerance:.0e}: error {err:.2e}", flush=True)
-        if err <= target:
-            return f"tol {tolerance:.0e}", err, functions
-    return f"tol {tolerance:.0e} (not reached)", err, None
 
 
 def main():
@@ -188,26 +162,16 @@ def main():
     except ImportError:
         print("dynamiqs not installed: skipped")
     for label, make in candidates:
-        setting, err, functions = matched(make, ours, label)
+        setting, err, functions = matched(
+            make, lambda fs: error(block(fs[0](AMPLITUDE))), ours, TOLERANCES, label
+        )
         rows[label] = (setting, err)
         if functions is not None:
             block(functions[1](AMPLITUDE))
             forward[label], backward[label] = functions
-    forward_times = median_times(forward, options.repeats)
-    backward_times = median_times(backward, options.repeats)
-    print("\n| method | setting | error | forward (ms) | x odeexpm | gradient (ms) | x odeexpm |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (setting, err) in rows.items():
-        if name not in forward_times:
-            print(f"| {name} | {setting} | {err:.1e} | - | - | - | - |")
-            continue
-        f_ms, g_ms = 1e3 * forward_times[name], 1e3 * backward_times[name]
-        f_ratio = forward_times[name] / forward_times["odeexpm"]
-        g_ratio = backward_times[name] / backward_times["odeexpm"]
-        print(
-            f"| {name} | {setting} | {err:.1e} | {f_ms:.1f} | {f_ratio:.2f} | {g_ms:.1f} "
-            f"| {g_ratio:.2f} |"
-        )
+    forward_times = median_times(forward, AMPLITUDE, options.repeats)
+    backward_times = median_times(backward, AMPLITUDE, options.repeats)
+    print_ratios(rows, forward_times, backward_times)
 
 
 if __name__ == "__main__":

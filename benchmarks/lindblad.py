@@ -20,8 +20,6 @@ missing one is skipped. QuTiP has no gradients.
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 
@@ -32,6 +30,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import odeexpm  # noqa: E402
 from jax.experimental import sparse  # noqa: E402
+
+from _common import block, matched, median_times, print_ratios  # noqa: E402
 
 DELTA, KERR, EPS, KAPPA, T = 1.0, 0.5, 2.0, 1.0, 10.0
 TOLERANCES = [10.0**-k for k in range(5, 14)]
@@ -119,34 +119,6 @@ def qutip_function(n, tolerance):
     return final
 
 
-def block(x):
-    return jax.block_until_ready(x)
-
-
-def median_times(functions, repeats):
-    """Interleaved repeats: each round calls every function once."""
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, f in functions.items():
-            start = time.perf_counter()
-            block(f(EPS))
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matched(make, target, label):
-    """The loosest tolerance whose error is at most `target`: `(tolerance, error,
-    functions)`, or None."""
-    for tolerance in TOLERANCES:
-        functions = make(tolerance)
-        forward = functions[0] if isinstance(functions, tuple) else functions
-        err = error(block(forward(EPS)), REF)
-        print(f"  {label} tol {tolerance:.0e}: error {err:.2e}", flush=True)
-        if err <= target:
-            return tolerance, err, functions
-    return None
-
-
 def main():
     global REF
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,45 +140,36 @@ def main():
     forward = {"odeexpm": final}
     backward = {"odeexpm": gradient}
     rows = {"odeexpm": ("defaults", ours)}
+    candidates = []
     try:
         import dynamiqs  # noqa: F401
 
-        for method in ("Tsit5", "Dopri5", "Dopri8"):
-            found = matched(
-                lambda tol: dynamiqs_functions(n, method, tol), ours, f"dynamiqs {method}"
-            )
-            if found:
-                tolerance, err, (f, g) = found
-                block(g(EPS))
-                forward[f"dynamiqs {method}"], backward[f"dynamiqs {method}"] = f, g
-                rows[f"dynamiqs {method}"] = (f"tol {tolerance:.0e}", err)
+        candidates += [
+            (f"dynamiqs {m}", lambda tol, m=m: dynamiqs_functions(n, m, tol))
+            for m in ("Tsit5", "Dopri5", "Dopri8")
+        ]
     except ImportError:
         print("dynamiqs not installed: skipped")
     try:
         import qutip  # noqa: F401
 
-        found = matched(lambda tol: qutip_function(n, tol), ours, "qutip mesolve")
-        if found:
-            tolerance, err, f = found
-            forward["qutip mesolve"] = f
-            rows["qutip mesolve"] = (f"tol {tolerance:.0e}", err)
+        # (no gradient: a tuple of the forward function alone)
+        candidates.append(("qutip mesolve", lambda tol: (qutip_function(n, tol),)))
     except ImportError:
         print("qutip not installed: skipped")
-    forward_times = median_times(forward, options.repeats)
-    backward_times = median_times(backward, options.repeats)
-    print("\n| method | setting | error | forward (ms) | x odeexpm | gradient (ms) | x odeexpm |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (setting, err) in rows.items():
-        f_ms = 1e3 * forward_times[name]
-        f_ratio = forward_times[name] / forward_times["odeexpm"]
-        if name in backward_times:
-            g_ms = f"{1e3 * backward_times[name]:.1f}"
-            g_ratio = f"{backward_times[name] / backward_times['odeexpm']:.2f}"
-        else:
-            g_ms = g_ratio = "-"
-        print(
-            f"| {name} | {setting} | {err:.1e} | {f_ms:.1f} | {f_ratio:.2f} | {g_ms} | {g_ratio} |"
+    for label, make in candidates:
+        setting, err, functions = matched(
+            make, lambda fs: error(block(fs[0](EPS)), REF), ours, TOLERANCES, label
         )
+        rows[label] = (setting, err)
+        if functions is not None:
+            forward[label] = functions[0]
+            if len(functions) > 1:
+                block(functions[1](EPS))
+                backward[label] = functions[1]
+    forward_times = median_times(forward, EPS, options.repeats)
+    backward_times = median_times(backward, EPS, options.repeats)
+    print_ratios(rows, forward_times, backward_times)
 
 
 if __name__ == "__main__":
