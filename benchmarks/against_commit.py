@@ -15,13 +15,13 @@ Pin the process to one core (`taskset -c 0`) and run nothing beside it.
 import argparse
 import importlib
 import io
-import random
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
+
+from _common import median_times
 
 
 def import_commit(commit: str, folder: Path):
@@ -65,21 +65,10 @@ def main() -> None:
             A, W = jnp.asarray(A), jnp.asarray(W)
             for version, module in versions.items():
                 expm = jax.vmap(module.expm) if batched else module.expm
-                calls[case, "forward", version] = (jax.jit(expm), A)
                 loss = lambda A, expm=expm, W=W: jnp.sum(W * expm(A))  # noqa: E731
-                calls[case, "gradient", version] = (jax.jit(jax.grad(loss)), A)
-        for f, A in calls.values():
-            jax.block_until_ready(f(A))
-        times = {key: [] for key in calls}
-        order = list(calls)
-        for _ in range(options.rounds):
-            random.shuffle(order)
-            for key in order:
-                f, A = calls[key]
-                start = time.perf_counter()
-                jax.block_until_ready(f(A))
-                times[key].append(time.perf_counter() - start)
-    median = {key: float(np.median(value)) for key, value in times.items()}
+                for mode, f in (("forward", jax.jit(expm)), ("gradient", jax.jit(jax.grad(loss)))):
+                    calls[case, mode, version] = lambda _, f=f, A=A: f(A)
+        median = median_times(calls, None, options.rounds)
     print(f"working tree against {options.commit}, medians of {options.rounds} rounds")
     print(f"{'case':9s} {'mode':9s} {'commit ms':>10s} {'tree ms':>9s} {'ratio':>6s}")
     for case in names:

@@ -36,26 +36,13 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import odeexpm  # noqa: E402
+from odeexpm.harness._time_dependent import ising_chain  # noqa: E402
 
 N, T, AMPLITUDE = 6, 10.0, 0.7
 TOLERANCES = [10.0**-k for k in range(6, 13)]
 
 
-def ising_chain(n_spins):
-    eye, x, z = np.eye(2), np.array([[0.0, 1.0], [1.0, 0.0]]), np.diag([1.0, -1.0])
-
-    def site(op, i):
-        out = np.eye(1)
-        for j in range(n_spins):
-            out = np.kron(out, op if j == i else eye)
-        return out
-
-    zz = sum(site(z, i) @ site(z, i + 1) for i in range(n_spins - 1))
-    xs = sum(site(x, i) for i in range(n_spins))
-    return jnp.asarray(zz, complex), jnp.asarray(xs, complex)
-
-
-HZZ, HX = ising_chain(N)
+HZZ, HX = (jnp.asarray(M, complex) for M in ising_chain(N))
 DIM = HZZ.shape[0]
 W = jnp.asarray(np.random.default_rng(0).standard_normal((DIM, DIM)), complex)
 
