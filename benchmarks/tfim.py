@@ -12,10 +12,13 @@ loosest tolerance of the grid 1e-6, 1e-7, ... that reaches a relative error <= 1
 
 odeexpm: `odeexpm.propagator` of a `Modulated` generator at its defaults (Magnus8 with
 precomputed commutators, rtol = atol = 3e-10), and at the loosest tolerance of the same
-grid reaching 1e-8 (as the baselines get).
+grid reaching 1e-8 (as the baselines get); and of the same generator written as a plain
+function `A(t, a) = -1j * (HZZ + a * sin(t) * HX)`, as users write it first, at the
+defaults and at the loosest tolerance.
 
-Measured in one process, after compilation, in interleaved rounds (a change in the
-machine's load hits every method alike): median forward time and median time of the
+Measured in one process, after compilation, in interleaved rounds in a new random order
+each round (`_common.median_times`: a change in the machine's load hits every method
+alike): median forward time and median time of the
 gradient of `L = Re <W, U>` (fixed random W) with respect to the amplitude `a`; error;
 steps; unitarity drift `||U^H U - I||_F`. Speed-ups are fastest baseline time / odeexpm
 time (Magnus6 at its default tolerance, Magnus4 and CFMagnus4 at rtol = 1e-10 are shown
@@ -25,8 +28,6 @@ for comparison).
 """
 
 import argparse
-import statistics
-import time
 
 import diffrax
 import jax
@@ -37,6 +38,8 @@ jax.config.update("jax_enable_x64", True)
 
 import odeexpm  # noqa: E402
 from odeexpm.harness._time_dependent import ising_chain  # noqa: E402
+
+from _common import median_times  # noqa: E402
 
 N, T, AMPLITUDE = 6, 10.0, 0.7
 TOLERANCES = [10.0**-k for k in range(6, 13)]
@@ -77,11 +80,19 @@ def diffrax_propagator(a, solver, rtol, atol):
 GENERATOR = odeexpm.Modulated(-1j * HZZ, (-1j * HX)[None], lambda t, a: a * jnp.sin(t))
 
 
-def odeexpm_propagator(a, rtol=None):
+def A(t, a):  # the same generator as a plain function
+    return -1j * (HZZ + a * jnp.sin(t) * HX)
+
+
+def odeexpm_propagator(a, rtol=None, generator=GENERATOR):
     U, stats = odeexpm.propagator(
-        GENERATOR, 0.0, T, args=a, rtol=rtol, atol=rtol, return_stats=True
+        generator, 0.0, T, args=a, rtol=rtol, atol=rtol, return_stats=True
     )
     return U, stats.num_steps
+
+
+def odeexpm_callable(a, rtol=None):
+    return odeexpm_propagator(a, rtol, generator=A)
 
 
 def rel_err(U, ref):
@@ -101,18 +112,6 @@ def loosest(solve_at, ref):
     raise RuntimeError("no tolerance of the grid reaches 1e-8")
 
 
-def timings(functions, repeats):
-    """Median seconds of each compiled function, timed in interleaved rounds so that a
-    change in the machine's load affects all of them alike."""
-    runs = [[] for _ in functions]
-    for _ in range(repeats):
-        for fn, times in zip(functions, runs):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(AMPLITUDE))
-            times.append(time.perf_counter() - start)
-    return [statistics.median(times) for times in runs]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -129,11 +128,13 @@ def main():
         methods.append(
             (f"diffrax {type(solver).__name__}", f"{tol:.0e}", lambda a, s=solve_at, t=tol: s(a, t))
         )
-    methods.append(("odeexpm (defaults)", "default", odeexpm_propagator))
-    tol = loosest(odeexpm_propagator, reference)
-    methods.append(
-        ("odeexpm (loosest tol)", f"{tol:.0e}", lambda a, t=tol: odeexpm_propagator(a, t))
-    )
+    featured = []
+    for name, solve in [("odeexpm", odeexpm_propagator), ("odeexpm callable", odeexpm_callable)]:
+        tol = loosest(solve, reference)
+        featured.append(len(methods))
+        methods.append((f"{name} (defaults)", "default", solve))
+        featured.append(len(methods))
+        methods.append((f"{name} (loosest tol)", f"{tol:.0e}", lambda a, s=solve, t=tol: s(a, t)))
     for solver, tol in [
         (odeexpm.Magnus6(), None),
         (odeexpm.Magnus4(), 1e-10),
@@ -155,17 +156,16 @@ def main():
         jax.jit(jax.grad(lambda a, solve=solve: loss(solve(a)[0]))) for _, _, solve in methods
     ]
     outputs = [fn(AMPLITUDE) for fn in forwards]  # compiles
-    for fn in gradients:
-        jax.block_until_ready(fn(AMPLITUDE))
-    forward_times = timings(forwards, options.repeats)
-    gradient_times = timings(gradients, max(3, options.repeats // 2))
+    forward_times = median_times(dict(enumerate(forwards)), AMPLITUDE, options.repeats)
+    gradient_times = median_times(dict(enumerate(gradients)), AMPLITUDE, options.repeats)
 
     print(
         f"{'method':<22} {'tol':>8} {'error':>9} {'steps':>6} {'fwd [ms]':>10} "
         f"{'grad [ms]':>10} {'||U^H U-I||':>11}"
     )
     rows = []
-    for (name, tol, _), (U, steps), tf, tg in zip(methods, outputs, forward_times, gradient_times):
+    for i, ((name, tol, _), (U, steps)) in enumerate(zip(methods, outputs)):
+        tf, tg = forward_times[i], gradient_times[i]
         rows.append(dict(name=name, forward=tf, gradient=tg, error=rel_err(U, reference)))
         print(
             f"{name:<22} {tol:>8} {rel_err(U, reference):9.1e} {int(steps):6d} "
@@ -175,7 +175,7 @@ def main():
     best_forward = min(baselines, key=lambda r: r["forward"])
     best_gradient = min(baselines, key=lambda r: r["gradient"])
     print(f"\nfastest baseline: forward {best_forward['name']}, gradient {best_gradient['name']}")
-    for row in rows[3:5]:
+    for row in (rows[i] for i in featured):
         print(
             f"{row['name']}: forward {best_forward['forward'] / row['forward']:.2f}x, "
             f"gradient {best_gradient['gradient'] / row['gradient']:.2f}x as fast as the "

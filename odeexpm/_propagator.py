@@ -54,7 +54,9 @@ def propagator(
       is returned, stacked on a leading axis. The solver steps exactly to each of them.
     - `solver`: any `diffrax.AbstractSolver`. Default: `odeexpm.Magnus8()` for a dense
       `Modulated` generator whose commutators it can use cheaply and store (one control
-      and `12 <= n <= 427`, two and `98 <= n <= 146`), `odeexpm.Magnus6()` for other
+      and `12 <= n <= 427`, two and `98 <= n <= 146`; a function such as
+      `lambda t, a: -1j * (H0 + a * jnp.sin(t) * H1)` is solved as the `Modulated`
+      generator it is), `odeexpm.Magnus6()` for other
       dense generators (both with unitary steps for skew-Hermitian `A`);
       for sparse or matrix-free ones, `odeexpm.Taylor` steps in time of degree 30 for a
       `Modulated` generator whose controls `jax.experimental.jet` can expand, action

@@ -21,6 +21,7 @@ from jaxtyping import Array, Bool, PyTree
 from ._adjoint import FrechetAdjoint
 from ._complex import merge_complex, split_complex
 from ._generator import AbstractGenerator, Constant, Lindblad, Modulated
+from ._generator.affine import as_modulated
 from ._operator import is_operator
 from ._solution import RESULTS, Stats, raise_if_failed
 from ._solver import AbstractLinearSolver, AbstractMagnus, Lawson, Magnus6, Magnus8, Taylor
@@ -98,6 +99,9 @@ def default_solver(
     - for a dense generator: `Magnus8` where its precomputed commutators pay (a
       `Modulated` generator with one control and `12 <= n <= 427`, or two and
       `98 <= n <= 146`), otherwise `Magnus6`: unitary steps for skew-Hermitian `A`.
+
+    `solve_linear` hands a function that is a `Modulated` generator written out to this
+    rule as that generator (`as_modulated`).
     """
     runge_kutta = diffrax.Dopri8() if _is_double(dtype) else diffrax.Tsit5()
     if isinstance(adjoint, diffrax.BacksolveAdjoint):
@@ -244,6 +248,10 @@ def solve_linear(
 ) -> tuple[PyTree, dict, RESULTS]:
     """Solves `dy/dt = generator(t, args) @ y`, `y(t0) = y0` with `diffrax.diffeqsolve`.
 
+    A generator written as a function of time that is a sum of scalar controls times
+    fixed matrices is solved as the `Modulated` generator it is (`as_modulated`), so that
+    its defaults and steps are those of that form.
+
     `exponential` marks the solves of `expm` (a dense constant generator propagating the
     identity, to be squared), which the default solver treats apart. `precomputed` is
     what `solver.precompute` gives, where the caller computed it already.
@@ -254,7 +262,11 @@ def solve_linear(
     statistics, as their `throw` asks.
     """
     dtype = y0.dtype
+    time_dtype = jnp.finfo(dtype).dtype
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    if not isinstance(adjoint, diffrax.BacksolveAdjoint):
+        # (Backsolving takes Runge-Kutta steps, for which the two forms cost the same.)
+        generator = as_modulated(generator, jnp.asarray(t0, time_dtype), args)
     options = dict(
         solver=solver, adjoint=adjoint, rtol=rtol, stepsize_controller=stepsize_controller
     )
@@ -262,7 +274,6 @@ def solve_linear(
     _check_combination(solver, adjoint, exponential)
     controller = make_controller(stepsize_controller, rtol, atol, default_tolerances(solver, dtype))
     saveat = diffrax.SaveAt(t1=True) if saveat is None else saveat
-    time_dtype = jnp.finfo(dtype).dtype
     controller = _clip_to_times(controller, generator, saveat, time_dtype)
     # What the solver computes once per solve goes into the term, which diffrax closes
     # over, not into its solver state, which reverse mode checkpoints at every step.

@@ -155,8 +155,15 @@ def test_magnus8_error_estimate():
 
 
 def test_magnus8_needs_modulated():
+    # A function that is a Modulated generator written out is solved as one ...
+    U = odeexpm.propagator(hermitian_driven, 0.0, 1.0, solver=odeexpm.Magnus8())
+    assert rel_err(U, odeexpm.propagator(MODULATED, 0.0, 1.0, solver=odeexpm.Magnus8())) < 1e-13
+    # ... one that is not is refused.
     with pytest.raises(TypeError, match="Modulated"):
-        odeexpm.propagator(hermitian_driven, 0.0, 1.0, solver=odeexpm.Magnus8())
+        odeexpm.propagator(
+            lambda t, args: -1j * (H0 + jnp.sin(t * H1)),  # (sin of each entry)
+            0.0, 1.0, solver=odeexpm.Magnus8(),
+        )  # fmt: skip
 
 
 def propagator_solver(generator):

@@ -10,7 +10,9 @@ class FromFunction(AbstractGenerator):
     """A plain callable `fn(t, args) -> (n, n)` as a generator (what `odeexpm.propagator`
     wraps functions in). Arrays it closes over are constants, not parameters: to
     differentiate with respect to them pass them in `args`, or write an
-    `AbstractGenerator` subclass. Taken to be smooth in time (no jump times).
+    `AbstractGenerator` subclass. Taken to be smooth in time (no jump times). A function
+    that is a sum of scalar functions of time times fixed matrices is solved as the
+    `odeexpm.Modulated` generator it is (read off its jaxpr), with that form's solvers.
 
     Examples:
         >>> import jax.numpy as jnp
