@@ -21,9 +21,12 @@ from ._operator import ShardedSparse as ShardedSparse
 from ._propagator import evolve as evolve, propagator as propagator
 from ._solution import RESULTS as RESULTS, Stats as Stats
 from ._solver import (
+    AbstractCommutatorFree as AbstractCommutatorFree,
     AbstractLinearSolver as AbstractLinearSolver,
     AbstractMagnus as AbstractMagnus,
     CFMagnus4 as CFMagnus4,
+    CFMagnus6 as CFMagnus6,
+    CFMagnus8 as CFMagnus8,
     Lawson as Lawson,
     Magnus2 as Magnus2,
     Magnus4 as Magnus4,

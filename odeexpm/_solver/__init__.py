@@ -3,6 +3,9 @@ time-dependent ones."""
 
 from .base import AbstractLinearSolver as AbstractLinearSolver
 from .cfmagnus4 import CFMagnus4 as CFMagnus4
+from .cfmagnus6 import CFMagnus6 as CFMagnus6
+from .cfmagnus8 import CFMagnus8 as CFMagnus8
+from .commutator_free import AbstractCommutatorFree as AbstractCommutatorFree
 from .lawson import Lawson as Lawson
 from .magnus import (
     AbstractMagnus as AbstractMagnus,

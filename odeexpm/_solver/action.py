@@ -7,6 +7,7 @@ negligible, instead of forming a matrix polynomial.
 """
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -48,7 +49,7 @@ def is_narrow(y: Inexact[Array, " n *k"], degree: int) -> bool:
 
 
 def taylor_action(
-    operator: AbstractOperator,
+    operator: AbstractOperator | Any,  # (or anything with `mv`: a `Combination`)
     center: Inexact[Array, ""],
     h: Real[Array, ""],
     y: Inexact[Array, " n *k"],

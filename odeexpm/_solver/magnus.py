@@ -10,7 +10,7 @@ polynomials in `hA` and drift away from the unitary group.
 
 import abc
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
@@ -20,11 +20,13 @@ from equinox import AbstractClassVar
 from jaxtyping import Array, ArrayLike, Bool, Inexact, PyTree, Real
 
 from .._complex import merge_complex, split_complex
+from .._generator import Modulated
 from .._linalg import matmul
-from .._operator import is_operator
+from .._operator import apply, is_operator
 from .._term import LinearTerm
 from .base import AbstractLinearSolver
 from .commutators import Commutators
+from .modulated_series import ModulatedParts
 
 SQRT3 = math.sqrt(3.0)
 SQRT15 = math.sqrt(15.0)
@@ -36,23 +38,59 @@ GAUSS3 = (0.5 - SQRT15 / 10, 0.5, 0.5 + SQRT15 / 10)
 class Samples:
     """What a Magnus step reads of the generator in one step.
 
-    - `matrix(t)`: the generator `A(t, args)`.
+    - `matrix(t)`: the generator `A(t, args)` (a dense matrix, or an operator).
     - `commutators`: the `Commutators` of a `Modulated` generator
       (`A = sum_k e_k(t) B_k` with `B = (A0, A1, ..., AK)`, `e = (1, f_1, ..., f_K)`)
       where the solver computed them, else `None`;
-    - `coordinates(t)`: then `e(t)`.
+    - `parts`: the `ModulatedParts` (the `B` in their fast forms) of an operator-valued
+      `Modulated` generator, where the solver computed them, else `None`;
+    - `coordinates(t)`: then `e(t)`;
+    - `combination(t, h, nodes, weights)`: `sum_j w_j A(t + c_j h)`.
     """
 
-    def __init__(self, term: LinearTerm, args: PyTree, commutators: Commutators | None):
+    def __init__(self, term: LinearTerm, args: PyTree, precomputed: PyTree):
         self._term, self._args = term, args
-        self.commutators = commutators
+        self.commutators = precomputed if isinstance(precomputed, Commutators) else None
+        self.parts = precomputed if isinstance(precomputed, ModulatedParts) else None
 
-    def matrix(self, t: Real[ArrayLike, ""]) -> Inexact[Array, "n n"]:
+    def matrix(self, t: Real[ArrayLike, ""]) -> Any:  # a dense matrix, or an operator
         return self._term.matrix(t, self._args)
 
     def coordinates(self, t: Real[ArrayLike, ""]) -> Inexact[Array, " m"]:
         controls = merge_complex(self._term.generator).controls(t, merge_complex(self._args))
         return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
+
+    def combination(
+        self,
+        t: Real[ArrayLike, ""],
+        h: Real[ArrayLike, ""],
+        nodes: tuple[float, ...],
+        weights: tuple[float, ...],
+    ) -> Any:  # a dense matrix, or a `Combination`
+        """`sum_j w_j A(t + c_j h)`: a dense matrix, or for operators a `Combination`
+        applied term by term (of the `Modulated` parts, with the controls combined)."""
+        if self.parts is not None:
+            e = sum(w * self.coordinates(t + c * h) for c, w in zip(nodes, weights) if w != 0)
+            return Combination((self.parts.drift, *self.parts.operators), e)
+        samples = [(w, self.matrix(t + c * h)) for c, w in zip(nodes, weights) if w != 0]
+        if not is_operator(samples[0][1]):
+            return sum(w * a for w, a in samples)
+        return Combination(tuple(a for _, a in samples), jnp.array([w for w, _ in samples]))
+
+
+class Combination(eqx.Module):
+    """`sum_j w_j P_j` for operators `P_j` (what a generator returns, or the fast forms of
+    a `Modulated` generator's parts), applied term by term."""
+
+    parts: tuple
+    weights: Inexact[Array, " m"]
+
+    def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
+        out = None
+        for w, part in zip(self.weights, self.parts):
+            term = w * apply(part, y)
+            out = term if out is None else out + term
+        return out
 
 
 class AbstractMagnus(AbstractLinearSolver):
@@ -91,16 +129,22 @@ class AbstractMagnus(AbstractLinearSolver):
     ) -> tuple[Inexact[Array, " n *k"], Inexact[Array, " n *k"], Bool[Array, ""]]:
         """`(y1, y_error, ok)`: one step from `(t, y)` of size `h`, in the user's time."""
 
-    def precompute(self, generator, t0, y0, args) -> Commutators | None:
-        """The commutators of a `Modulated` generator, where the steps use them."""
+    def precompute(self, generator, t0, y0, args) -> Commutators | ModulatedParts | None:
+        """The commutators of a `Modulated` generator, where the steps use them; for an
+        operator-valued `Modulated` generator (commutator-free methods only) its parts."""
         name = f"odeexpm.{type(self).__name__}"
         if is_operator(eqx.filter_eval_shape(generator, t0, args)):
-            raise ValueError(
-                f"{name}: Magnus solvers exponentiate A(t) as a dense matrix; this "
-                "generator is a sparse or matrix-free operator. Use a Runge-Kutta solver "
-                "(the default for such generators) or odeexpm.expm_multiply for a "
-                "constant operator."
-            )
+            if self.commutator_depth > 0:
+                raise ValueError(
+                    f"{name}: this Magnus solver forms commutators of A(t) as dense "
+                    "matrices; this generator is a sparse or matrix-free operator. Use a "
+                    "commutator-free one (odeexpm.CFMagnus4, CFMagnus6, CFMagnus8 or "
+                    "Magnus2), the default solver, or odeexpm.expm_multiply for a "
+                    "constant operator."
+                )
+            if isinstance(generator, Modulated):
+                return ModulatedParts.of(generator)
+            return None
         if self.commutator_depth == 0:
             return None
         if Commutators.pay(generator, self.commutator_depth) or (
@@ -130,8 +174,8 @@ class AbstractMagnus(AbstractLinearSolver):
         y_error = jnp.where(ok, y_error, jnp.inf)
         y1 = jnp.where(ok, y1, jnp.nan)
         # Hermite data for dense output; dead code (removed by XLA) unless it is used.
-        k0 = h * matmul(samples.matrix(start), y)
-        k1 = h * matmul(samples.matrix(start + h), y1)
+        k0 = h * apply(samples.matrix(start), y)
+        k1 = h * apply(samples.matrix(start + h), y1)
         dense_info = dict(y0=y0, y1=split_complex(y1), k0=split_complex(k0), k1=split_complex(k1))
         return (
             split_complex(y1),
@@ -157,18 +201,21 @@ class AbstractStepDoublingMagnus(AbstractMagnus):
     @abc.abstractmethod
     def propagate(
         self, samples: Samples, t: Real[Array, ""], h: Real[Array, ""], y: Inexact[Array, " n *k"]
-    ) -> tuple[Inexact[Array, " n *k"], Bool[Array, ""]]:
-        """`(y1, ok)`: one step of the plain method."""
+    ) -> tuple[Inexact[Array, " n *k"], Inexact[Array, " n *k"], Bool[Array, ""]]:
+        """`(y1, exponential_error, ok)`: one step of the plain method, with the error
+        of its exponentials where they are series that stop at a tolerance (operators;
+        zero for dense exponentials, accurate to rounding)."""
 
     def error_order(self, terms):
         return self.order(terms) + 1
 
     def advance(self, samples, t, h, y):
         half = 0.5 * h
-        y_half, ok1 = self.propagate(samples, t, half, y)
-        y1, ok2 = self.propagate(samples, t + half, half, y_half)
-        y_whole, ok3 = self.propagate(samples, t, h, y)
-        return y1, (y1 - y_whole) / (2 ** self.order(None) - 1), ok1 & ok2 & ok3
+        y_half, error1, ok1 = self.propagate(samples, t, half, y)
+        y1, error2, ok2 = self.propagate(samples, t + half, half, y_half)
+        y_whole, _, ok3 = self.propagate(samples, t, h, y)
+        doubling = (y1 - y_whole) / (2 ** self.order(None) - 1)
+        return y1, doubling + error1 + error2, ok1 & ok2 & ok3
 
 
 def error_estimate(

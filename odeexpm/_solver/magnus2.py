@@ -2,7 +2,7 @@
 
 from typing import ClassVar
 
-from .exponential import apply_exponential
+from .exponential import apply_step_exponential
 from .magnus import AbstractStepDoublingMagnus
 
 
@@ -11,7 +11,8 @@ class Magnus2(AbstractStepDoublingMagnus):
 
     One exponential per step; error control by step doubling (two half steps are
     propagated). Unitary for skew-Hermitian generators. Cheap per step but low order:
-    use it for loose tolerances or rough generators.
+    use it for loose tolerances or rough generators. Takes sparse and matrix-free
+    generators too (a Taylor action per step, as `AbstractCommutatorFree`).
 
     Examples:
         ```python
@@ -28,4 +29,4 @@ class Magnus2(AbstractStepDoublingMagnus):
         return 2
 
     def propagate(self, samples, t, h, y):
-        return apply_exponential(h * samples.matrix(t + 0.5 * h), y)
+        return apply_step_exponential(samples.combination(t, h, (0.5,), (1.0,)), h, y)

@@ -3,7 +3,7 @@
 from typing import ClassVar
 
 from .._linalg import commutator
-from .exponential import apply_exponential
+from .exponential import apply_step_exponential
 from .magnus import GAUSS2, SQRT3, AbstractStepDoublingMagnus, outer
 
 
@@ -38,4 +38,4 @@ class Magnus4(AbstractStepDoublingMagnus):
             omega = samples.commutators.combine(
                 0.5 * h * (e1 + e2), (SQRT3 / 12) * h**2 * outer(e2, e1)
             )
-        return apply_exponential(omega, y)
+        return apply_step_exponential(omega, 1.0, y)

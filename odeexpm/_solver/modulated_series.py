@@ -46,6 +46,9 @@ class _Part(eqx.Module):
     def mv(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
         return apply_in_row_order(self.operator, self.renumbering, y)
 
+    def __matmul__(self, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
+        return self.mv(y)
+
 
 class ModulatedParts(eqx.Module):
     """The drift and the controlled operators of a `Modulated` generator in their fast
