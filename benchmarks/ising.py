@@ -8,9 +8,11 @@ array (odeexpm: BCOO, dynamiqs: its 'dia' layout).
 
 odeexpm runs at its defaults, as users write it: the generator is built inside the
 jitted function that takes the drive amplitude `a`, and the gradient is `jax.grad` of
-another jitted function. Each baseline runs at the loosest tolerance (from 1e-5 down to
-1e-14) whose error is at most odeexpm's, so that times compare at matched error (a
-baseline that never gets there is listed with its error at 1e-14, untimed):
+another jitted function; with `--commutator-free` its commutator-free Magnus solvers
+(`CFMagnus6`, `CFMagnus8`) are matched like the baselines. Each baseline runs at the
+loosest tolerance (from 1e-5 down to 1e-14) whose error is at most odeexpm's, so that
+times compare at matched error (a baseline that never gets there is listed with its
+error at 1e-14, untimed):
 dynamiqs `sesolve` with Tsit5, Dopri5 and Dopri8, and plain `diffrax.diffeqsolve` with a
 complex `ODETerm` applying the BCOO matrices, with Tsit5 and Dopri8. Errors are
 2-norm errors of `psi(T)` against plain diffrax Dopri8 at `rtol = atol = 1e-14`, as
@@ -21,7 +23,7 @@ after compilation, in one process. The norm drift is `| ||psi(T)|| - 1 |`.
 dynamiqs is a benchmark dependency only (`pip install dynamiqs`); if it is missing its
 rows are skipped.
 
-    python benchmarks/ising.py [--spins 12] [--repeats 5]
+    python benchmarks/ising.py [--spins 12] [--repeats 5] [--commutator-free]
 """
 
 import argparse
@@ -88,14 +90,17 @@ def plain_diffrax(spins, solver, tolerance):
     return _pair(final)
 
 
-def odeexpm_functions(spins):
+def odeexpm_functions(spins, solver=None, tolerance=None):
+    """odeexpm at its defaults, or with `solver` at `rtol = atol = tolerance`."""
     H0, H1 = chain(spins)
     psi0 = initial_state(H0.shape[0])
     H0, H1 = bcoo(H0), bcoo(H1)
 
     def final(a):
         H = odeexpm.Modulated(H0, [H1], [lambda t, a: a * jnp.sin(t)])
-        return odeexpm.evolve(odeexpm.schrodinger(H), psi0, 0.0, T, args=a)
+        return odeexpm.evolve(
+            odeexpm.schrodinger(H), psi0, 0.0, T, args=a, solver=solver, rtol=tolerance
+        )
 
     return _pair(final)
 
@@ -133,6 +138,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spins", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--commutator-free", action="store_true", help="add odeexpm's CFMagnus6 and CFMagnus8"
+    )
     options = parser.parse_args()
     spins = options.spins
     REF = np.asarray(block(plain_diffrax(spins, diffrax.Dopri8(), 1e-14)[0](AMPLITUDE)))
@@ -152,6 +160,14 @@ def main():
         (f"diffrax {name}", lambda tol, s=solver: plain_diffrax(spins, s, tol))
         for name, solver in (("Tsit5", diffrax.Tsit5()), ("Dopri8", diffrax.Dopri8()))
     ]
+    if options.commutator_free:
+        candidates += [
+            (f"odeexpm {name}", lambda tol, s=solver: odeexpm_functions(spins, s, tol))
+            for name, solver in (
+                ("CFMagnus6", odeexpm.CFMagnus6()),
+                ("CFMagnus8", odeexpm.CFMagnus8()),
+            )
+        ]
     try:
         import dynamiqs  # noqa: F401
 

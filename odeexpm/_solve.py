@@ -95,7 +95,10 @@ def default_solver(
       primitives; not `PiecewiseConstant` or `Interpolated` controls): `Taylor` steps in
       time of degree 30 (16 in single precision), `m (K + 1)` products each, which at
       tight tolerances cover many times the span of a Runge-Kutta step of that cost;
-    - for another time-dependent operator: Dopri8 (Tsit5 in single precision);
+    - for another time-dependent operator: Dopri8 (Tsit5 in single precision). The
+      commutator-free Magnus solvers take such generators too, with unitary steps, but
+      cost more: on the sparse Ising chain (`n = 1024`, error `2e-8`) `CFMagnus6` took 9
+      times the Taylor steps' time and 3.4 times Dopri8's;
     - for a dense generator: `Magnus8` where its precomputed commutators pay (a
       `Modulated` generator with one control and `12 <= n <= 427`, or two and
       `98 <= n <= 146`), otherwise `Magnus6`: unitary steps for skew-Hermitian `A`.

@@ -58,7 +58,9 @@ def test_order_with_fixed_steps(name):
     assert 0.6 * 2**p < coarse / fine < 1.6 * 2**p, (coarse, fine)
 
 
-@pytest.mark.parametrize("name", CF)
+@pytest.mark.parametrize(
+    "name", ["CFMagnus4", "CFMagnus6", pytest.param("CFMagnus8", marks=pytest.mark.slow)]
+)
 def test_gradient_against_finite_differences(name):
     def population(a, generator=SPARSE):
         psi = odeexpm.evolve(generator, PSI0, 0.0, T, args=a, solver=CF[name], rtol=1e-11)
