@@ -75,6 +75,24 @@ def test_gradient_against_finite_differences(name):
     assert abs(grad - fd) < 1e-6 * abs(fd)
 
 
+def test_forward_mode_and_the_initial_state():
+    solver = odeexpm.CFMagnus4()
+
+    def final(a, y0=PSI0):
+        return odeexpm.evolve(
+            SPARSE, y0, 0.0, T, args=a, solver=solver, rtol=1e-11, adjoint=diffrax.ForwardMode()
+        )
+
+    _, tangent = jax.jvp(final, (AMPLITUDE,), (1.0,))
+    eps = 1e-5
+    fd = (reference(a=AMPLITUDE + eps) - reference(a=AMPLITUDE - eps)) / (2 * eps)
+    assert rel_err(tangent, fd) < 1e-6
+    # The map y0 -> y(T) is the propagator: its Jacobian is U itself.
+    jacobian = jax.jacfwd(lambda y0: final(AMPLITUDE, y0), holomorphic=True)(PSI0)
+    U = odeexpm.propagator(DENSE, 0.0, T, args=AMPLITUDE, rtol=1e-12)
+    assert rel_err(jacobian, U) < 1e-9
+
+
 def test_every_kind_of_operator_and_block_states():
     solver = odeexpm.CFMagnus4()
     block = jnp.eye(16, 3, dtype=complex)
