@@ -104,7 +104,7 @@ def _value(x):
     if isinstance(x, _Affine):
         total = x.offset
         for c, m in x.terms:
-            term = c.value * m
+            term = (c.value * m).astype(m.dtype)  # (in the array's own precision)
             total = term if total is None else total + term
         return total if total is not None else 0.0
     return x
@@ -289,6 +289,9 @@ def as_modulated(generator: AbstractGenerator, t0: Real[Array, ""], args: PyTree
         return generator
     try:
         drift, _, operators = _decomposed(generator, t0, args)
-    except _NotModulated:
+    except Exception:
+        # `_NotModulated`, or a primitive this reading does not foresee: the rewrite is
+        # only a faster route, so the function is solved as it is (and an error of its
+        # own shows there, with the function's own traceback).
         return generator
     return Modulated(drift, jnp.stack(operators), _Controls(generator, len(operators)))
