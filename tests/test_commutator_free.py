@@ -59,7 +59,9 @@ def test_order_with_fixed_steps(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["CFMagnus4", "CFMagnus6", pytest.param("CFMagnus8", marks=pytest.mark.slow)]
+    "name",
+    ["CFMagnus4"]
+    + [pytest.param(name, marks=pytest.mark.slow) for name in ("CFMagnus6", "CFMagnus8")],
 )
 def test_gradient_against_finite_differences(name):
     def population(a, generator=SPARSE):
@@ -87,10 +89,10 @@ def test_forward_mode_and_the_initial_state():
     eps = 1e-5
     fd = (reference(a=AMPLITUDE + eps) - reference(a=AMPLITUDE - eps)) / (2 * eps)
     assert rel_err(tangent, fd) < 1e-6
-    # The map y0 -> y(T) is the propagator: its Jacobian is U itself.
-    jacobian = jax.jacfwd(lambda y0: final(AMPLITUDE, y0), holomorphic=True)(PSI0)
-    U = odeexpm.propagator(DENSE, 0.0, T, args=AMPLITUDE, rtol=1e-12)
-    assert rel_err(jacobian, U) < 1e-9
+    # The map y0 -> y(T) is linear: its derivative in a direction v is y(T) from v.
+    v = jnp.ones(16, complex) / 4
+    _, tangent = jax.jvp(lambda y0: final(AMPLITUDE, y0), (PSI0,), (v,))
+    assert rel_err(tangent, reference(y0=v)) < 1e-9
 
 
 def test_every_kind_of_operator_and_block_states():
