@@ -25,11 +25,17 @@ class CFMagnus8(AbstractCommutatorFree):
     tolerances, not for strongly dissipative ones.
 
     Examples:
+        A callable returning a sparse matrix, its states `psi(ts)` kept unit to rounding:
+
         ```python
-        H0 = jax.experimental.sparse.BCOO.fromdense(jnp.diag(jnp.arange(4.0)))
-        H1 = jax.experimental.sparse.BCOO.fromdense(jnp.eye(4, k=1) + jnp.eye(4, k=-1))
-        A = odeexpm.schrodinger(odeexpm.Modulated(H0, [H1], lambda t, a: a * jnp.sin(t)))
-        psi = odeexpm.evolve(A, jnp.eye(4)[0], 0.0, 10.0, args=0.5, solver=odeexpm.CFMagnus8())
+        from jax.experimental import sparse
+
+        hopping = sparse.BCOO.fromdense(jnp.eye(100, k=1) + jnp.eye(100, k=-1))
+        A = lambda t, a: -1j * (1.0 + a * jnp.cos(t)) * hopping
+        psis = odeexpm.evolve(
+            A, jnp.eye(100)[50], 0.0, 20.0, args=0.3, ts=jnp.linspace(0.0, 20.0, 5),
+            solver=odeexpm.CFMagnus8(), rtol=1e-12,
+        )
         ```
     """
 
