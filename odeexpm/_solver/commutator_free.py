@@ -33,8 +33,7 @@ class AbstractCommutatorFree(AbstractStepDoublingMagnus):
 
     def propagate(self, samples, t, h, y):
         error, ok = jnp.zeros_like(y), jnp.asarray(True)
-        for weights in self.coefficients:
-            x = samples.combination(t, h, self.nodes, weights)
+        for x in samples.combinations(t, h, self.nodes, self.coefficients):
             y, exponential_error, exponential_ok = apply_step_exponential(x, h, y)
             error, ok = error + exponential_error, ok & exponential_ok
         return y, error, ok

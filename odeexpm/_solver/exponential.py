@@ -26,8 +26,8 @@ THETA = {"double": 1.09, "single": 3.01}
 # on time-dependent generators; constant pieces of large norm take several steps.
 MAX_STEP_SQUARINGS = 4
 # Most products of an operator exponential's Taylor action in a commutator-free step. At
-# the unit roundoff a series of 60 terms covers `||h x||` up to about 17; larger steps show in the
-# error estimate, and the controller shortens them.
+# the unit roundoff a series of 60 terms covers `||h x||` up to about 17; larger steps
+# show in the error estimate, and the controller shortens them.
 ACTION_DEGREE = 60
 
 

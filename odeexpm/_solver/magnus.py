@@ -45,7 +45,7 @@ class Samples:
     - `parts`: the `ModulatedParts` (the `B` in their fast forms) of an operator-valued
       `Modulated` generator, where the solver computed them, else `None`;
     - `coordinates(t)`: then `e(t)`;
-    - `combination(t, h, nodes, weights)`: `sum_j w_j A(t + c_j h)`.
+    - `combinations(t, h, nodes, rows)`: `sum_j w_j A(t + c_j h)` for each row `w`.
     """
 
     def __init__(self, term: LinearTerm, args: PyTree, precomputed: PyTree):
@@ -60,22 +60,24 @@ class Samples:
         controls = merge_complex(self._term.generator).controls(t, merge_complex(self._args))
         return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
 
-    def combination(
+    def combinations(
         self,
         t: Real[ArrayLike, ""],
         h: Real[ArrayLike, ""],
         nodes: tuple[float, ...],
-        weights: tuple[float, ...],
-    ) -> Any:  # a dense matrix, or a `Combination`
-        """`sum_j w_j A(t + c_j h)`: a dense matrix, or for operators a `Combination`
-        applied term by term (of the `Modulated` parts, with the controls combined)."""
+        rows: tuple[tuple[float, ...], ...],
+    ) -> list[Any]:  # dense matrices, or `Combination`s
+        """`sum_j w_j A(t + c_j h)` for each row `w` of `rows`, sampling `A` once per
+        node: dense matrices, or for operators `Combination`s applied term by term (of
+        the `Modulated` parts, with the controls combined)."""
         if self.parts is not None:
-            e = sum(w * self.coordinates(t + c * h) for c, w in zip(nodes, weights) if w != 0)
-            return Combination((self.parts.drift, *self.parts.operators), e)
-        samples = [(w, self.matrix(t + c * h)) for c, w in zip(nodes, weights) if w != 0]
-        if not is_operator(samples[0][1]):
-            return sum(w * a for w, a in samples)
-        return Combination(tuple(a for _, a in samples), jnp.array([w for w, _ in samples]))
+            parts = (self.parts.drift, *self.parts.operators)
+            coordinates = jnp.stack([self.coordinates(t + c * h) for c in nodes])
+            return [Combination(parts, jnp.asarray(w) @ coordinates) for w in rows]
+        samples = [self.matrix(t + c * h) for c in nodes]
+        if is_operator(samples[0]):
+            return [Combination(tuple(samples), jnp.asarray(w)) for w in rows]
+        return [sum(w_j * a for w_j, a in zip(w, samples) if w_j != 0) for w in rows]
 
 
 class Combination(eqx.Module):
@@ -174,8 +176,8 @@ class AbstractMagnus(AbstractLinearSolver):
         y_error = jnp.where(ok, y_error, jnp.inf)
         y1 = jnp.where(ok, y1, jnp.nan)
         # Hermite data for dense output; dead code (removed by XLA) unless it is used.
-        k0 = h * apply(samples.matrix(start), y)
-        k1 = h * apply(samples.matrix(start + h), y1)
+        k0 = h * _times(samples.matrix(start), y)
+        k1 = h * _times(samples.matrix(start + h), y1)
         dense_info = dict(y0=y0, y1=split_complex(y1), k0=split_complex(k0), k1=split_complex(k1))
         return (
             split_complex(y1),
@@ -216,6 +218,11 @@ class AbstractStepDoublingMagnus(AbstractMagnus):
         y_whole, _, ok3 = self.propagate(samples, t, h, y)
         doubling = (y1 - y_whole) / (2 ** self.order(None) - 1)
         return y1, doubling + error1 + error2, ok1 & ok2 & ok3
+
+
+def _times(a, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
+    """`a @ y`: `matmul` for a dense matrix, `apply` for an operator."""
+    return matmul(a, y) if isinstance(a, jnp.ndarray) else apply(a, y)
 
 
 def error_estimate(

@@ -29,4 +29,5 @@ class Magnus2(AbstractStepDoublingMagnus):
         return 2
 
     def propagate(self, samples, t, h, y):
-        return apply_step_exponential(samples.combination(t, h, (0.5,), (1.0,)), h, y)
+        (midpoint,) = samples.combinations(t, h, (0.5,), ((1.0,),))
+        return apply_step_exponential(midpoint, h, y)
