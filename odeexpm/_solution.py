@@ -149,8 +149,11 @@ def raise_if_failed(x: _Y, result: RESULTS, max_steps: int | None) -> _Y:
             partitioned=True,
         )
         return x
-    x = eqx.error_if(x, result == RESULTS.max_steps_reached, _budget_message(max_steps))
-    return result.error_if(x, result != RESULTS.successful)
+    # One check (each is a conditional the program runs on every call), with the budget
+    # message in place of diffrax's for an exhausted budget.
+    messages = list(RESULTS._index_to_message)
+    messages[RESULTS.max_steps_reached._value] = _budget_message(max_steps)
+    return eqxi.branched_error_if(x, result != RESULTS.successful, result._value, messages)
 
 
 def _budget_message(max_steps: int | None) -> str:
