@@ -46,8 +46,8 @@ def scaled_exponent(
 ) -> tuple[Inexact[Array, "n n"], Inexact[Array, ""], Int[Array, ""], PyTree]:
     """`(X, shift, k, precomputed)`: `t A / 2^k = X + shift I`, with `k` the number of
     squarings, `shift` the mean eigenvalue `trace(t A) / (n 2^k)` where taking it out
-    pays (else 0), and for a `Taylor` solver the powers of `X` its steps
-    combine (its `precompute`, formed here anyway to choose `k`; else `None`).
+    pays for a `Taylor` solver (else 0), and for a `Taylor` solver the powers of `X` its
+    steps combine (its `precompute`, formed here anyway to choose `k`; else `None`).
 
     `exp(t A / 2^k) = exp(shift) exp(X)`, as `I` commutes with `A`. `k` is the least
     with `power_norm_bound(X) <= largest_alpha(...)` for a Taylor solver (where its
@@ -56,6 +56,12 @@ def scaled_exponent(
     """
     M = t * A
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
+    if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
+        # (Taylor steps of degree below 4 are actions, even on I.) No shift: it serves
+        # the choice of `k` from the powers, and it made Runge-Kutta solves of stiff
+        # input less accurate (Tsit5 on the harness's `laplacian-8`: 2.4e-14 to 3.6e-12).
+        k = halvings(jax.lax.stop_gradient(norm1(M)), SCALED_NORM, MAX_SQUARINGS)
+        return power_of_two(-k, t.dtype) * M, jnp.zeros((), A.dtype), k, None
     # Taking out the mean eigenvalue (Ward 1977) removes the part of `A` that commutes
     # with everything: `I + N`, `N` nilpotent, then needs no squaring at all, where the
     # squarings of `I + N` are all rounding error. It is taken where it brings the
@@ -74,8 +80,6 @@ def scaled_exponent(
     k = halvings(jax.lax.stop_gradient(norm1(M)), SCALED_NORM, MAX_SQUARINGS)
     X = power_of_two(-k, t.dtype) * M
     shift = power_of_two(-k, t.dtype) * mean
-    if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
-        return X, shift, k, None  # (Taylor steps of degree below 4 are actions, even on I)
     powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
     # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
     # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
