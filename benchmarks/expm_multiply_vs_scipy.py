@@ -25,6 +25,7 @@ BCOO matrix applied by `LinearTerm`) for comparison; it is slow.
 """
 
 import argparse
+import random
 import statistics
 import time
 
@@ -175,17 +176,21 @@ def scipy_products(tA, v):
 
 
 def timed(functions, repeats):
-    """First-call seconds and median seconds of each function, runs interleaved."""
+    """First-call seconds and median seconds of each function, runs interleaved in a new
+    random order each round (a fixed order favours some: on a CPU a small program that
+    follows a large one runs slower)."""
     first, runs = [], [[] for _ in functions]
     for f in functions:
         start = time.perf_counter()
         jax.block_until_ready(f())
         first.append(time.perf_counter() - start)
+    order = list(range(len(functions)))
     for _ in range(repeats):
-        for f, run in zip(functions, runs):
+        random.shuffle(order)
+        for i in order:
             start = time.perf_counter()
-            jax.block_until_ready(f())
-            run.append(time.perf_counter() - start)
+            jax.block_until_ready(functions[i]())
+            runs[i].append(time.perf_counter() - start)
     return first, [statistics.median(run) for run in runs]
 
 

@@ -13,6 +13,7 @@ runs of the compared functions alternate.
 """
 
 import argparse
+import random
 import statistics
 import time
 
@@ -34,7 +35,9 @@ def rel_err(x, ref):
 def compile_and_time(fns, *args, repeats):
     """For each jitted fn: (compile seconds, median run seconds, output).
 
-    The runs of the fns alternate, so that a shared, noisy machine slows all alike.
+    The runs of the fns alternate, in a new random order each round, so that a shared,
+    noisy machine slows all alike (a fixed order favours some: on a CPU a small program
+    that follows a large one runs slower).
     """
     compile_s, outputs = [], []
     for fn in fns:
@@ -42,11 +45,13 @@ def compile_and_time(fns, *args, repeats):
         outputs.append(jax.block_until_ready(fn(*args)))
         compile_s.append(time.perf_counter() - start)
     runs = [[] for _ in fns]
+    order = list(range(len(fns)))
     for _ in range(repeats):
-        for fn, run in zip(fns, runs):
+        random.shuffle(order)
+        for i in order:
             start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            run.append(time.perf_counter() - start)
+            jax.block_until_ready(fns[i](*args))
+            runs[i].append(time.perf_counter() - start)
     return [(c, statistics.median(r), o) for c, r, o in zip(compile_s, runs, outputs)]
 
 
