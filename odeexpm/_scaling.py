@@ -1,10 +1,9 @@
-"""`expm`'s scaling and squaring: balancing, the shift, the number of squarings, and the
-squarings.
+"""`expm`'s scaling and squaring: balancing, the number of squarings, and the squarings.
 
-`exp(tA) = D (exp(shift) exp(X))^(2^k) D^-1` for the balanced `B = D^-1 A D` and
-`t B / 2^k = X + shift I` (`shift` from the mean eigenvalue): the ODE is solved on the
-scaled interval only, where `X` is small enough for a step of the default solver, and
-the result is squared `k` times, so the cost grows like `log ||A||` rather than `||A||`.
+`exp(tA) = D exp(t B / 2^k)^(2^k) D^-1` for the balanced `B = D^-1 A D`: the ODE is
+solved on the scaled interval only, where `X = t B / 2^k` is small enough for a step of
+the default solver, and the result is squared `k` times, so the cost grows like
+`log ||A||` rather than `||A||`.
 
 Each squaring amplifies the rounding errors of what it squares, so `k` is kept as small
 as the step allows: for the Taylor solver, from Al-Mohy and Higham's bound on the powers
@@ -13,8 +12,6 @@ rather than from `||X||_1`. For triangular `B` the diagonal and first off-diagon
 every squared power are recomputed from exact formulas (SciPy does the same): they are
 where the squarings' rounding errors concentrate on such input.
 """
-
-import math
 
 import diffrax
 import equinox as eqx
@@ -43,43 +40,20 @@ BALANCE_SWEEPS = 8
 
 def scaled_exponent(
     A: Inexact[Array, "n n"], t: Real[Array, ""], solver: diffrax.AbstractSolver
-) -> tuple[Inexact[Array, "n n"], Inexact[Array, ""], Int[Array, ""], PyTree]:
-    """`(X, shift, k, precomputed)`: `t A / 2^k = X + shift I`, with `k` the number of
-    squarings, `shift` the mean eigenvalue `trace(t A) / (n 2^k)` where taking it out
-    pays for a `Taylor` solver (else 0), and for a `Taylor` solver the powers of `X` its
-    steps combine (its `precompute`, formed here anyway to choose `k`; else `None`).
+) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree]:
+    """`(X, k, precomputed)`: the scaled exponent `X = t A / 2^k`, the number `k` of
+    squarings, and for a `Taylor` solver the powers of `X` its steps combine (its
+    `precompute`, formed here anyway to choose `k`; else `None`).
 
-    `exp(t A / 2^k) = exp(shift) exp(X)`, as `I` commutes with `A`. `k` is the least
-    with `power_norm_bound(X) <= largest_alpha(...)` for a Taylor solver (where its
-    truncation error is at most the unit roundoff), and with `||X||_1 <= SCALED_NORM`
-    for others.
+    `k` is the least with `power_norm_bound(X) <= largest_alpha(...)` for a Taylor
+    solver (where its truncation error is at most the unit roundoff), and with
+    `||X||_1 <= SCALED_NORM` for others.
     """
-    M = t * A
+    k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
+    X = t * power_of_two(-k, t.dtype) * A
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
     if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
-        # (Taylor steps of degree below 4 are actions, even on I.) No shift: it serves
-        # the choice of `k` from the powers, and it made Runge-Kutta solves of stiff
-        # input less accurate (Tsit5 on the harness's `laplacian-8`: 2.4e-14 to 3.6e-12).
-        k = halvings(jax.lax.stop_gradient(norm1(M)), SCALED_NORM, MAX_SQUARINGS)
-        return power_of_two(-k, t.dtype) * M, jnp.zeros((), A.dtype), k, None
-    # Taking out the mean eigenvalue (Ward 1977) removes the part of `A` that commutes
-    # with everything: `I + N`, `N` nilpotent, then needs no squaring at all, where the
-    # squarings of `I + N` are all rounding error. It is taken where it brings the
-    # diagonal (the centres of the Gershgorin discs) closer to 0 (the 1-norm, dominated
-    # by the off-diagonal part on such input, would not see the gain), and where
-    # `exp(shift / 2)` is a normal number (`apply_shift`): beyond, `exp(tA)` over- or
-    # underflows anyway (`exp(tA - mean I)` has determinant 1).
-    diagonal = jax.lax.stop_gradient(jnp.diagonal(M))
-    mean = jnp.mean(jnp.diagonal(M))
-    largest_shift = -1.99 * math.log(float(jnp.finfo(A.dtype).tiny))
-    shifted = (jnp.max(jnp.abs(diagonal - mean)) < jnp.max(jnp.abs(diagonal))) & (
-        jnp.abs(jax.lax.stop_gradient(mean).real) < largest_shift
-    )
-    mean = jnp.where(shifted, mean, 0)
-    M = M - mean * identity
-    k = halvings(jax.lax.stop_gradient(norm1(M)), SCALED_NORM, MAX_SQUARINGS)
-    X = power_of_two(-k, t.dtype) * M
-    shift = power_of_two(-k, t.dtype) * mean
+        return X, k, None  # (Taylor steps of degree below 4 are actions, even on I)
     powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
     # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
     # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
@@ -89,16 +63,7 @@ def scaled_exponent(
     r = jnp.clip(r, k - MAX_SQUARINGS, k)
     growth = power_of_two(r, t.dtype)
     powers = tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
-    return powers[1], growth * shift, k - r, (powers, growth * alpha)
-
-
-def apply_shift(Y: Inexact[Array, "n n"], shift: Inexact[Array, ""]) -> Inexact[Array, "n n"]:
-    """`exp(shift) Y`, in two halves: each factor `exp(shift / 2)` is a normal number
-    (`scaled_exponent` takes no larger shift) and each product lies between `Y` and the
-    result, so nothing overflows or underflows that the result does not (`exp(-720)`
-    is subnormal, `exp(-720) 2^40` is not)."""
-    half = jnp.exp(shift / 2)
-    return half * (half * Y)
+    return powers[1], k - r, (powers, growth * alpha)
 
 
 def _times_power(x, factor, j: int):

@@ -82,7 +82,7 @@ def default_solver(
       form the other solvers take: `diffrax.Dopri8()` in double precision, where tight
       tolerances reward a high order, and `diffrax.Tsit5()` in single precision;
     - for `expm` (`exponential`): `Taylor` of the degree whose scaling and squaring
-      costs the fewest matrix products at `rtol` (`cheapest_degree`: 18, in 5 products,
+      costs the fewest matrix products at `rtol` (`cheapest_degree`: 21, in 5 products,
       at every tolerance from 1e-16 to 1e-4);
     - for a constant sparse or matrix-free operator (`expm_multiply`): `Taylor` action
       steps of up to `ACTION_DEGREE` products, the series stopping at `rtol`;

@@ -112,7 +112,7 @@ def test_stats():
     A = 1000.0 * np.array([[0.0, 1.0], [-1.0, 0.0]])
     X, stats = odeexpm.expm(A, return_stats=True)
     assert rel_err(X, [[np.cos(1000), np.sin(1000)], [-np.sin(1000), np.cos(1000)]]) < 1e-10
-    assert int(stats.num_squarings) == 10  # 1000 / 2^10 below 1.14 (degree 18)
+    assert int(stats.num_squarings) == 10  # 1000 / 2^10 below 1.77 (degree 21)
     assert int(stats.num_steps) == int(stats.num_accepted_steps) + int(stats.num_rejected_steps)
     assert 0 < int(stats.num_steps) < 20
     assert bool(stats.successful)

@@ -15,8 +15,9 @@ import odeexpm
 import pytest
 import scipy.linalg
 from odeexpm import harness
-from odeexpm._scaling import ExactBand, apply_shift
+from odeexpm._scaling import ExactBand
 from odeexpm._solver.polynomial import (
+    _excess,
     cheapest_degree,
     largest_alpha,
     num_products,
@@ -34,13 +35,20 @@ CASES = harness.get_suite("testmats").cases()
 # Misses of the goal, measured (none since balancing stopped oscillating on Niesen's
 # complex 2x2: 16 squarings and 1.5e-12 before, against SciPy's 1.4e-13).
 KNOWN_MISSES: dict[str, float] = {}
+# Both SciPy and odeexpm are far outside the line here (kappa u = 2e-7): rounding in the
+# squarings of I + N, N nilpotent with entries 5e4. odeexpm's error moves with the number
+# of squarings and the order of the rounding errors (8 squarings: 4.7e-7 alone, 8.9e-5 in
+# a batch with the other 2x2 cases; SciPy 5.7e-5). Taking out the mean eigenvalue would
+# need no squaring, but costs Markov generators their accuracy where squarings follow,
+# and 6 to 15% of a call at n <= 32 where restricted to the cases without squarings.
+OUTSIDE_THE_LINE_SLACK = {"amh-27-awad-1e5": 2.0}
 
 
 def _within_scipy(error, scipy_error, kappa, n, name):
     line = 10 * U * max(kappa, n)
     if scipy_error <= line:
         return error <= max(KNOWN_MISSES.get(name, 10.0) * scipy_error, 10 * U * n)
-    return error <= max(scipy_error, line)
+    return error <= max(OUTSIDE_THE_LINE_SLACK.get(name, 1.0) * scipy_error, line)
 
 
 # One batch per shape and dtype: one compilation each.
@@ -151,51 +159,36 @@ def test_truncation_bound_bounds_the_truncation_error():
 
 
 def test_fewer_squarings_for_non_normal_input():
-    # ||A||_1 = 1e6 asks for 20 halvings, max(||A^2||^(1/2), ||A^3||^(1/3)) = 5065 for 13.
-    # Taking out the mean eigenvalue 200 leaves S with S^2 = 100^2 I: the powers of S ask
-    # for 11 (2154), and the shift itself (exp(200 / 2^k), below the same bound) for 8.
+    # ||A||_1 = 1e6 asks for 20 halvings; the powers of A, max(||A^2||^(1/2), ||A^3||^(1/3))
+    # = 2.0e4, ask for 14 with the degree-21 step (bound 1.77).
     A = np.array([[300.0, 1e6], [0, 100]])
-    S = A - 200 * np.eye(2)
-    alpha = max(np.linalg.norm(S @ S, 1) ** (1 / 2), np.linalg.norm(S @ S @ S, 1) ** (1 / 3))
-    theta = largest_alpha(18, np.float64)
-    expected = max(math.ceil(math.log2(alpha / theta)), math.ceil(math.log2(200 / theta)))
+    alpha = max(np.linalg.norm(A @ A, 1) ** (1 / 2), np.linalg.norm(A @ A @ A, 1) ** (1 / 3))
+    expected = math.ceil(math.log2(alpha / largest_alpha(21, np.float64)))
     X, stats = odeexpm.expm(A, return_stats=True)
-    assert int(stats.num_squarings) == expected == 11
+    assert int(stats.num_squarings) == expected == 14
     exact = np.array([[np.exp(300), 1e6 * (np.exp(300) - np.exp(100)) / 200], [0, np.exp(100)]])
     assert rel_err(X, exact) < 1e-15
 
 
-def test_multiple_of_identity_plus_nilpotent_needs_no_squaring():
-    # Awad's I + N, N^2 = 0 with entries 5e4: exp(A) = e (I + N). The squarings of I + N
-    # were all rounding error (SciPy: 6e-5); without the mean eigenvalue, N is exact.
-    A = next(case for case in CASES if case.name == "amh-27-awad-1e5").data["A"]
-    X, stats = odeexpm.expm(A, return_stats=True)
-    assert int(stats.num_squarings) == 0
-    assert rel_err(X, np.e * A) < 1e-11  # (A = I + N)
+def test_markov_generators_keep_their_accuracy():
+    # Taking out the mean eigenvalue before the squarings (Ward's shift, tried for Awad's
+    # I + N) cost these 1e-13 where SciPy has 2e-16: the rounding of exp(shift) is raised
+    # to the power 2^k, and the squares lose the row sums that keep the unshifted ones
+    # accurate. Generators with rates up to 1e3, an absorbing state; reference mpmath.
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        Q = rng.uniform(0, 1, (5, 5)) * 10.0 ** rng.uniform(1, 3)
+        np.fill_diagonal(Q, 0)
+        Q[-1] = 0
+        Q -= np.diag(Q.sum(1))
+        with mpmath.workdps(40):
+            exact = np.array(mpmath.expm(mpmath.matrix(Q)).tolist(), dtype=float)
+        X, stats = odeexpm.expm(Q, return_stats=True)
+        assert int(stats.num_squarings) > 0
+        assert rel_err(X, exact) < 2e-15
 
 
-@pytest.mark.parametrize("shift, scale", [(-720.0, 2.0**40), (720.0, 2.0**-40)])
-def test_shift_applied_in_normal_halves(shift, scale):
-    # exp(-720) is subnormal (35 significant bits) and exp(720) overflows; the products
-    # with 2^40 and 2^-40 are normal numbers. Each half, exp(+-360), is.
-    Y = apply_shift(jnp.full((2, 2), scale), jnp.asarray(shift))
-    exact = float(mpmath.exp(shift) * scale)
-    assert np.allclose(np.asarray(Y), exact, rtol=4 * U, atol=0)
-
-
-def test_a_large_shift_needs_no_squaring():
-    # -720 I + N, N^2 = 0: the shift is taken out whole (|shift| / 2 = 360 keeps exp of
-    # it normal), with no squaring of I + N, all rounding error for such N (NaN before).
-    # What is left is the evaluation's rounding, of order u ||N||: N^2 = 0 is formed
-    # with rounding errors of order u ||N||^2.
-    N = 2.0**40 * np.array([[-1.0, 1.0], [-1.0, 1.0]])
-    X, stats = odeexpm.expm(-720 * np.eye(2) + N, return_stats=True)
-    assert int(stats.num_squarings) == 0
-    exact = float(mpmath.exp(-720)) * (np.eye(2) + N)
-    assert np.max(np.abs(np.asarray(X) - exact) / np.abs(exact)) <= 1e-4
-
-
-@pytest.mark.parametrize("degree", [1, 2, 5, 9, 12, 16, 18, 20])
+@pytest.mark.parametrize("degree", [1, 2, 5, 9, 12, 16, 18, 20, 21])
 def test_num_products_counts_the_evaluation(degree):
     # The cost model of the degree choice is the evaluation's actual count of products.
     x = jnp.ones((3, 3))
@@ -205,11 +198,35 @@ def test_num_products_counts_the_evaluation(degree):
 
 
 def test_cheapest_degree():
-    # Degree 18 in 5 products covers alpha up to 1.14 in double precision; degree 16
-    # needs 6 products for 0.82: 18 is cheaper at every norm that needs squarings.
-    assert cheapest_degree(1e-13) == cheapest_degree(2.0**-53) == 18
-    assert num_products(18) == 5 and num_products(16) == 6
+    # Degree 21 (Sastre, Ibanez and Defez) in 5 products covers alpha up to 1.77 in double
+    # precision, degree 18 (Bader, Blanes and Casas) in 5 products 1.14, degree 16 in 6
+    # products 0.82: 21 is the cheapest at every norm that needs squarings.
+    assert cheapest_degree(1e-13) == cheapest_degree(2.0**-53) == cheapest_degree(1e-6) == 21
+    assert num_products(21) == num_products(18) == 5 and num_products(16) == 6
+    assert 1.76 < largest_alpha(21, jnp.float64) < 1.77
     assert 1.1 < largest_alpha(18, jnp.float64) < 1.2
+
+
+@pytest.mark.parametrize("degree", [18, 21])
+def test_evaluation_schemes_are_the_series(degree):
+    # On the shift matrix J (ones above the diagonal), J^k has ones on the k-th
+    # superdiagonal: the k-th superdiagonal of T(J) is the scheme's coefficient of x^k.
+    # Through x^degree they are 1/k!; beyond, the terms `truncation_bound` counts.
+    n = 30
+    J = np.eye(n, k=1)
+    T = np.asarray(taylor_polynomial(jnp.asarray(J), degree))
+    coefficients = [T[0, k] for k in range(n)]
+    for k in range(degree + 1):
+        assert abs(coefficients[k] * math.factorial(k) - 1) < 1e-14
+    excess = dict(_excess(degree))
+    for k in range(degree + 1, n):
+        expected = excess.get(k, 1 / math.factorial(k))  # (beyond the scheme's degree: 0)
+        assert abs(abs(coefficients[k] - 1 / math.factorial(k)) - expected) <= 1e-12 * max(
+            expected, 1 / math.factorial(k)
+        )
+    # The bound is the measured tail at alpha = ||J||: every coefficient beyond degree.
+    tail = sum(abs(coefficients[k] - 1 / math.factorial(k)) for k in range(degree + 1, n))
+    assert tail <= float(truncation_bound(jnp.asarray(1.0), degree)) * (1 + 1e-12)
 
 
 def test_exp_divided_difference_against_mpmath():

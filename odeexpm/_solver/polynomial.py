@@ -3,6 +3,10 @@
 
 `T_m(X) = sum_{k <= m} X^k / k!` is evaluated with as few matrix products as known:
 
+- degree 21 by the scheme of Sastre, Ibáñez and Defez (Appl. Math. Comput. 340 (2019)
+  206): 5 products, where Paterson-Stockmeyer needs 8. It matches the series through
+  `X^21` and adds terms in `X^22 .. X^24` that differ from it, which the truncation
+  bound counts;
 - degree 18 by the scheme of Bader, Blanes and Casas (Mathematics 7 (2019) 1174):
   5 products, where Paterson-Stockmeyer needs 7;
 - any other degree by Paterson-Stockmeyer: about `2 sqrt(m)` products.
@@ -10,6 +14,7 @@
 
 import functools
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +36,31 @@ _T18_B = (
 )  # fmt: skip
 
 
+# Coefficients c1..c20 of the degree-21 scheme, in `y0 = X^3 (c1 X^3 + c2 X^2 + c3 X)`,
+# `y1 = (y0 + c4 X^3 + c5 X^2 + c6 X)(y0 + c7 X^3 + c8 X^2) + c9 y0 + c10 X^3 + c11 X^2`,
+# `T21 = (y1 + c12 X^3 + c13 X^2 + c14 X)(y1 + c15 y0 + c16 X) + c17 y1 + c18 y0
+#        + c19 X^3 + c20 X^2 + X + I`.
+_T21_C = (
+    1.161658834444880e-06, 4.500852739573010e-06, 5.374708803114821e-05,
+    2.005403977292901e-03, 6.974348269544424e-02, 9.418613214806352e-01,
+    2.852960512714315e-03, -7.544837153586671e-03, 1.829773504500424e00,
+    3.151382711608315e-02, 1.392249143769798e-01, -2.269101241269351e-03,
+    -5.394098846866402e-02, 3.112216227982407e-01, 9.343851261938047e00,
+    6.865706355662834e-01, 3.233370163085380e00, -5.726379787260966e00,
+    -1.413550099309667e-02, -1.638413114712016e-01,
+)  # fmt: skip
+# Degrees with a scheme of their own (the others use Paterson-Stockmeyer).
+_SCHEMES = (18, 21)
+
+
 def num_powers(degree: int) -> int:
     """The highest power of `x` that `taylor_powers` forms for degree `degree`."""
-    return 3 if degree == 18 else max(1, math.ceil(math.sqrt(degree)))
+    return 3 if degree in _SCHEMES else max(1, math.ceil(math.sqrt(degree)))
 
 
 def num_products(degree: int) -> int:
     """The matrix products `taylor_polynomial` spends on degree `degree`."""
-    if degree == 18:
+    if degree in _SCHEMES:
         return 5
     q = num_powers(degree)
     top = degree // q
@@ -50,7 +72,7 @@ def cheapest_degree(tolerance: float, max_degree: int = 30) -> int:
     truncation `tolerance` (relative to `||T_m||`): with `alpha` above the degree's bound
     `theta_m` (`largest_alpha`), a step of degree `m` needs `log2(alpha / theta_m)`
     squarings, so the degree minimising `num_products(m) - log2(theta_m)` is cheapest at
-    every `alpha` that needs squarings. 18 at every tolerance from 1e-16 to 1e-4."""
+    every `alpha` that needs squarings. 21 at every tolerance from 1e-16 to 1e-4."""
 
     def cost(m):
         return num_products(m) - math.log2(_largest_alpha(m, tolerance))
@@ -76,6 +98,8 @@ def taylor_from_powers(
     powers: tuple[Inexact[Array, "n n"], ...], degree: int
 ) -> Inexact[Array, "n n"]:
     """`taylor_polynomial` from the powers of `x` that `taylor_powers` gives."""
+    if degree == 21:
+        return _sastre_ibanez_defez_21(powers)
     if degree == 18:
         return _bader_blanes_casas_18(powers)
     return _paterson_stockmeyer(powers, degree)
@@ -101,24 +125,83 @@ def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> 
 
 def largest_alpha(degree: int, dtype) -> float:
     """The largest `alpha` (`power_norm_bound`) at which `truncation_bound` is at most
-    the unit roundoff of `dtype`: 1.14 for degree 18 in double precision."""
+    the unit roundoff of `dtype`: 1.77 for degree 21 and 1.14 for degree 18 in double
+    precision."""
     return _largest_alpha(degree, float(jnp.finfo(dtype).eps) / 2)
 
 
+@functools.cache
 def _largest_alpha(degree: int, u: float) -> float:
-    m = degree
-    # alpha^(m+1) / (m+1)! / (1 - alpha / (m+2)) <= u, with alpha <= 1 in the tail factor.
-    return (u * math.factorial(m + 1) * (1 - 1 / (m + 2))) ** (1 / (m + 1))
+    # The bound grows with alpha: bisection (60 halvings of [0, 8], to 1e-17).
+    low, high = 0.0, 8.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _bound(middle, degree) <= u else (low, middle)
+    return low
+
+
+@functools.cache
+def _excess(degree: int) -> tuple[tuple[int, float], ...]:
+    """`(k, |p_k - 1/k!|)` for the powers `k > degree` where the evaluation's polynomial
+    `p` differs from the series, up to its own degree (nothing for Paterson-Stockmeyer,
+    which is the series truncated). Exact rational arithmetic on the coefficients."""
+    if degree != 21:
+        return ()
+    c = [None, *map(Fraction, _T21_C)]
+
+    def combination(*terms):  # polynomials as {power: coefficient}
+        out: dict[int, Fraction] = {}
+        for coefficient, polynomial in terms:
+            for k, v in polynomial.items():
+                out[k] = out.get(k, Fraction(0)) + coefficient * v
+        return out
+
+    def product(p, q):
+        out: dict[int, Fraction] = {}
+        for i, a in p.items():
+            for j, b in q.items():
+                out[i + j] = out.get(i + j, Fraction(0)) + a * b
+        return out
+
+    one = Fraction(1)
+    eye, x, x2, x3 = {0: one}, {1: one}, {2: one}, {3: one}
+    y0 = product(x3, combination((c[1], x3), (c[2], x2), (c[3], x)))
+    y1 = combination(
+        (one, product(combination((one, y0), (c[4], x3), (c[5], x2), (c[6], x)),
+                      combination((one, y0), (c[7], x3), (c[8], x2)))),
+        (c[9], y0), (c[10], x3), (c[11], x2),
+    )  # fmt: skip
+    p = combination(
+        (one, product(combination((one, y1), (c[12], x3), (c[13], x2), (c[14], x)),
+                      combination((one, y1), (c[15], y0), (c[16], x)))),
+        (c[17], y1), (c[18], y0), (c[19], x3), (c[20], x2), (one, x), (one, eye),
+    )  # fmt: skip
+    top = max(p)
+    return tuple(
+        (k, float(abs(p.get(k, 0) - Fraction(1, math.factorial(k)))))
+        for k in range(degree + 1, top + 1)
+    )
+
+
+def _bound(alpha, degree: int):
+    # `truncation_bound` on Python floats or arrays alike.
+    excess = _excess(degree)
+    m = excess[-1][0] if excess else degree  # the series alone beyond this power
+    # The geometric tail factor is exact for alpha <= (m + 2) / 2; beyond, the bound is
+    # far above any tolerance anyway.
+    ratio = alpha / (m + 2)
+    tail = 1 / (1 - (min(ratio, 0.5) if isinstance(ratio, float) else jnp.minimum(ratio, 0.5)))
+    series = alpha ** (m + 1) * (tail / float(math.factorial(m + 1)))
+    return sum((e * alpha**k for k, e in excess), series)
 
 
 def truncation_bound(alpha: Real[Array, ""], degree: int) -> Real[Array, ""]:
-    """A bound on `||sum_{j > m} x^j / j!||_1`, the truncation error of `T_m(x)`:
-    `alpha^(m+1) / (m+1)! / (1 - alpha / (m+2))` with `alpha = power_norm_bound(...)`."""
-    m = degree
-    # The geometric tail factor is exact for alpha <= (m + 2) / 2; beyond, the bound is
-    # far above any tolerance anyway.
-    tail = 1 / (1 - jnp.minimum(alpha / (m + 2), 0.5))
-    return alpha ** (m + 1) * (tail / float(math.factorial(m + 1)))
+    """A bound on `||T(x) - exp(x)||_1`, the truncation error of the degree-`m`
+    evaluation `T` (`taylor_polynomial`), with `alpha = power_norm_bound(...)`:
+    `alpha^(m+1) / (m+1)! / (1 - alpha / (m+2))` for the series truncated, plus
+    `sum_k |p_k - 1/k!| alpha^k` over the powers where a scheme's polynomial `p`
+    differs from the series."""
+    return _bound(alpha, degree)
 
 
 def _paterson_stockmeyer(powers, degree: int):
@@ -143,6 +226,20 @@ def _paterson_stockmeyer(powers, degree: int):
     for j in range(top - 1, -1, -1):
         polynomial = block(j) + matmul(x_q, polynomial)
     return polynomial
+
+
+def _sastre_ibanez_defez_21(powers):
+    eye, x, x2, x3 = powers
+    c = (None, *_T21_C)
+    y0 = matmul(x3, c[1] * x3 + c[2] * x2 + c[3] * x)
+    y1 = (
+        matmul(y0 + c[4] * x3 + c[5] * x2 + c[6] * x, y0 + c[7] * x3 + c[8] * x2)
+        + c[9] * y0 + c[10] * x3 + c[11] * x2
+    )  # fmt: skip
+    return (
+        matmul(y1 + c[12] * x3 + c[13] * x2 + c[14] * x, y1 + c[15] * y0 + c[16] * x)
+        + c[17] * y1 + c[18] * y0 + c[19] * x3 + c[20] * x2 + x + eye
+    )  # fmt: skip
 
 
 def _bader_blanes_casas_18(powers):
