@@ -144,43 +144,39 @@ def _largest_alpha(degree: int, u: float) -> float:
 def _excess(degree: int) -> tuple[tuple[int, float], ...]:
     """`(k, |p_k - 1/k!|)` for the powers `k > degree` where the evaluation's polynomial
     `p` differs from the series, up to its own degree (nothing for Paterson-Stockmeyer,
-    which is the series truncated). Exact rational arithmetic on the coefficients."""
+    which is the series truncated): the scheme run on exact polynomials in `x`."""
     if degree != 21:
         return ()
-    c = [None, *map(Fraction, _T21_C)]
-
-    def combination(*terms):  # polynomials as {power: coefficient}
-        out: dict[int, Fraction] = {}
-        for coefficient, polynomial in terms:
-            for k, v in polynomial.items():
-                out[k] = out.get(k, Fraction(0)) + coefficient * v
-        return out
-
-    def product(p, q):
-        out: dict[int, Fraction] = {}
-        for i, a in p.items():
-            for j, b in q.items():
-                out[i + j] = out.get(i + j, Fraction(0)) + a * b
-        return out
-
-    one = Fraction(1)
-    eye, x, x2, x3 = {0: one}, {1: one}, {2: one}, {3: one}
-    y0 = product(x3, combination((c[1], x3), (c[2], x2), (c[3], x)))
-    y1 = combination(
-        (one, product(combination((one, y0), (c[4], x3), (c[5], x2), (c[6], x)),
-                      combination((one, y0), (c[7], x3), (c[8], x2)))),
-        (c[9], y0), (c[10], x3), (c[11], x2),
-    )  # fmt: skip
-    p = combination(
-        (one, product(combination((one, y1), (c[12], x3), (c[13], x2), (c[14], x)),
-                      combination((one, y1), (c[15], y0), (c[16], x)))),
-        (c[17], y1), (c[18], y0), (c[19], x3), (c[20], x2), (one, x), (one, eye),
-    )  # fmt: skip
-    top = max(p)
+    powers = tuple(_Polynomial({j: Fraction(1)}) for j in range(4))
+    p = _sastre_ibanez_defez_21(powers, product=_Polynomial.product).coefficients
     return tuple(
         (k, float(abs(p.get(k, 0) - Fraction(1, math.factorial(k)))))
-        for k in range(degree + 1, top + 1)
+        for k in range(degree + 1, max(p) + 1)
     )
+
+
+class _Polynomial:
+    """A polynomial in `x` with rational coefficients (`{power: coefficient}`), closed
+    under what the evaluation schemes do: sums, scalings, products."""
+
+    def __init__(self, coefficients: dict[int, Fraction]):
+        self.coefficients = coefficients
+
+    def __add__(self, other: "_Polynomial") -> "_Polynomial":
+        out = dict(self.coefficients)
+        for k, v in other.coefficients.items():
+            out[k] = out.get(k, Fraction(0)) + v
+        return _Polynomial(out)
+
+    def __rmul__(self, scalar: float) -> "_Polynomial":
+        return _Polynomial({k: Fraction(scalar) * v for k, v in self.coefficients.items()})
+
+    def product(self, other: "_Polynomial") -> "_Polynomial":
+        out: dict[int, Fraction] = {}
+        for i, a in self.coefficients.items():
+            for j, b in other.coefficients.items():
+                out[i + j] = out.get(i + j, Fraction(0)) + a * b
+        return _Polynomial(out)
 
 
 def _bound(alpha, degree: int):
@@ -228,16 +224,17 @@ def _paterson_stockmeyer(powers, degree: int):
     return polynomial
 
 
-def _sastre_ibanez_defez_21(powers):
+def _sastre_ibanez_defez_21(powers, product=matmul):
+    # (`product` and the powers may be exact polynomials: `_excess` runs the same scheme.)
     eye, x, x2, x3 = powers
     c = (None, *_T21_C)
-    y0 = matmul(x3, c[1] * x3 + c[2] * x2 + c[3] * x)
+    y0 = product(x3, c[1] * x3 + c[2] * x2 + c[3] * x)
     y1 = (
-        matmul(y0 + c[4] * x3 + c[5] * x2 + c[6] * x, y0 + c[7] * x3 + c[8] * x2)
+        product(y0 + c[4] * x3 + c[5] * x2 + c[6] * x, y0 + c[7] * x3 + c[8] * x2)
         + c[9] * y0 + c[10] * x3 + c[11] * x2
     )  # fmt: skip
     return (
-        matmul(y1 + c[12] * x3 + c[13] * x2 + c[14] * x, y1 + c[15] * y0 + c[16] * x)
+        product(y1 + c[12] * x3 + c[13] * x2 + c[14] * x, y1 + c[15] * y0 + c[16] * x)
         + c[17] * y1 + c[18] * y0 + c[19] * x3 + c[20] * x2 + x + eye
     )  # fmt: skip
 
