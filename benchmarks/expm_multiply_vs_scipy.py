@@ -25,8 +25,6 @@ BCOO matrix applied by `LinearTerm`) for comparison; it is slow.
 """
 
 import argparse
-import random
-import statistics
 import time
 
 import diffrax
@@ -43,6 +41,8 @@ jax.config.update("jax_enable_x64", True)
 import lineax as lx  # noqa: E402
 import odeexpm  # noqa: E402
 from odeexpm._operator import AbstractOperator, as_operator  # noqa: E402
+
+from _common import median_times  # noqa: E402
 
 # --- workloads -------------------------------------------------------------------------
 
@@ -176,22 +176,16 @@ def scipy_products(tA, v):
 
 
 def timed(functions, repeats):
-    """First-call seconds and median seconds of each function, runs interleaved in a new
-    random order each round (a fixed order favours some: on a CPU a small program that
-    follows a large one runs slower)."""
-    first, runs = [], [[] for _ in functions]
+    """First-call seconds and median seconds of each function, the runs interleaved in a
+    new random order each round (`_common.median_times`)."""
+    first = []
     for f in functions:
         start = time.perf_counter()
         jax.block_until_ready(f())
         first.append(time.perf_counter() - start)
-    order = list(range(len(functions)))
-    for _ in range(repeats):
-        random.shuffle(order)
-        for i in order:
-            start = time.perf_counter()
-            jax.block_until_ready(functions[i]())
-            runs[i].append(time.perf_counter() - start)
-    return first, [statistics.median(run) for run in runs]
+    calls = {i: (lambda _, f=f: f()) for i, f in enumerate(functions)}
+    medians = median_times(calls, None, repeats)
+    return first, [medians[i] for i in range(len(functions))]
 
 
 def rel_err(x, reference):

@@ -13,7 +13,6 @@ runs of the compared functions alternate.
 """
 
 import argparse
-import random
 import statistics
 import time
 
@@ -27,32 +26,24 @@ jax.config.update("jax_enable_x64", True)
 import odeexpm  # noqa: E402
 from odeexpm.reference import mp_expm, pade_expm, pade_frechet  # noqa: E402
 
+from _common import median_times  # noqa: E402
+
 
 def rel_err(x, ref):
     return float(np.linalg.norm(np.asarray(x) - np.asarray(ref)) / np.linalg.norm(np.asarray(ref)))
 
 
 def compile_and_time(fns, *args, repeats):
-    """For each jitted fn: (compile seconds, median run seconds, output).
-
-    The runs of the fns alternate, in a new random order each round, so that a shared,
-    noisy machine slows all alike (a fixed order favours some: on a CPU a small program
-    that follows a large one runs slower).
-    """
+    """For each jitted fn: (compile seconds, median run seconds, output); the runs
+    interleaved in a new random order each round (`_common.median_times`)."""
     compile_s, outputs = [], []
     for fn in fns:
         start = time.perf_counter()
         outputs.append(jax.block_until_ready(fn(*args)))
         compile_s.append(time.perf_counter() - start)
-    runs = [[] for _ in fns]
-    order = list(range(len(fns)))
-    for _ in range(repeats):
-        random.shuffle(order)
-        for i in order:
-            start = time.perf_counter()
-            jax.block_until_ready(fns[i](*args))
-            runs[i].append(time.perf_counter() - start)
-    return [(c, statistics.median(r), o) for c, r, o in zip(compile_s, runs, outputs)]
+    calls = {i: (lambda a, fn=fn: fn(*a)) for i, fn in enumerate(fns)}
+    medians = median_times(calls, args, repeats)
+    return [(c, medians[i], o) for i, (c, o) in enumerate(zip(compile_s, outputs))]
 
 
 def pade_checked(A):
