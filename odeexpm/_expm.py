@@ -148,7 +148,7 @@ def _solve_and_square(A, t, *, squarings, options):
     options = {**options, "solver": solver}
     if squarings is None:
         A, d = balance(A)
-        X, k, precomputed = scaled_exponent(A, t, solver)
+        X, k, precomputed, mu = scaled_exponent(A, t, solver)
         # Solve dY/ds = X Y over [0, 1]: the times stay static Python numbers, and a
         # first step over the whole interval is usually accepted.
         ys, stats, result = solve_linear(
@@ -163,5 +163,5 @@ def _solve_and_square(A, t, *, squarings, options):
         )
     Y = square(ys[0], k, X, options["adjoint"])
     if squarings is None:
-        Y = Y * (d[:, None] / d[None, :])
+        Y = Y * (jnp.exp(mu) * (d[:, None] / d[None, :]))
     return outcome(Y, stats, result, bad, num_squarings=k)

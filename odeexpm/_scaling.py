@@ -13,6 +13,9 @@ every squared power are recomputed from exact formulas (SciPy does the same): th
 where the squarings' rounding errors concentrate on such input.
 """
 
+import math
+from functools import partial
+
 import diffrax
 import equinox as eqx
 import equinox.internal as eqxi
@@ -25,7 +28,7 @@ from ._generator import Constant
 from ._linalg import halvings, matmul, norm1, power_of_two
 from ._solver import Taylor
 from ._solver.action import is_narrow
-from ._solver.polynomial import largest_alpha
+from ._solver.polynomial import largest_alpha, power_norm_bound
 
 # For solvers other than Taylor, the automatic scaling solves on [0, t / 2^k] with
 # ||t A||_1 / 2^k <= SCALED_NORM, where a high-order explicit step covers the interval in
@@ -40,20 +43,28 @@ BALANCE_SWEEPS = 8
 
 def scaled_exponent(
     A: Inexact[Array, "n n"], t: Real[Array, ""], solver: diffrax.AbstractSolver
-) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree]:
-    """`(X, k, precomputed)`: the scaled exponent `X = t A / 2^k`, the number `k` of
-    squarings, and for a `Taylor` solver the powers of `X` its steps combine (its
-    `precompute`, formed here anyway to choose `k`; else `None`).
+) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree, Inexact[Array, ""]]:
+    """`(X, k, precomputed, mu)` with `exp(tA) = exp(mu) exp(X)^(2^k)`: the scaled
+    exponent `X = (t A - mu I) / 2^k`, the number `k` of squarings, for a `Taylor`
+    solver the powers of `X` its steps combine (its `precompute`, formed here anyway to
+    choose `k`; else `None`), and the shift `mu`.
 
     `k` is the least with `power_norm_bound(X) <= largest_alpha(...)` for a Taylor
     solver (where its truncation error is at most the unit roundoff), and with
-    `||X||_1 <= SCALED_NORM` for others.
+    `||X||_1 <= SCALED_NORM` for others. `mu` is `0`, or for a Taylor solver the mean
+    eigenvalue `trace(tA) / n` where taking it out leaves no squaring (`k = 0`) where
+    some were needed: for `A` near a multiple of `I` (Awad's `I + N`, `N` nilpotent
+    with entries `5e4`, has a 1-norm of `1e5` but `exp(A) = e (I + N)`), each squaring
+    would amplify the rounding errors of what it squares. Where squarings remain the
+    shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
+    (Markov generators lose their row sums so).
     """
     k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
     X = t * power_of_two(-k, t.dtype) * A
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
+    no_shift = jnp.zeros((), A.dtype)
     if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
-        return X, k, None  # (Taylor steps of degree below 4 are actions, even on I)
+        return X, k, None, no_shift  # (Taylor steps of degree below 4 are actions, even on I)
     powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
     # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
     # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
@@ -61,9 +72,50 @@ def scaled_exponent(
     theta = largest_alpha(solver.degree, A.dtype)
     r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
     r = jnp.clip(r, k - MAX_SQUARINGS, k)
+    # (Scaled by `growth` after the choice: XLA fuses the scaling into the polynomial.)
     growth = power_of_two(r, t.dtype)
+    unshifted = (powers, growth, growth * alpha, k - r, no_shift)
+
+    # The shift is looked for where it would save more squarings than the two products
+    # that check it cost, in two stages: a guess from the powers at hand (those of
+    # `X - mu I` by the binomial theorem, O(n^2); cancellation makes it a guess), then
+    # the shifted powers themselves. `unvmap_any`: a batch skips a stage none of its
+    # matrices needs.
+    many = unshifted[3] > 2
+
+    def guess(unshifted):
+        mu = jax.lax.stop_gradient(jnp.trace(X)) / A.shape[-1]
+        shifted = _binomial_shift(powers, mu)
+        guessed = power_of_two(k, t.dtype) * power_norm_bound(shifted, solver.degree)
+        promising = many & (guessed <= theta)
+        return jax.lax.cond(
+            eqxi.unvmap_any(promising), partial(check, promising), _unchanged, unshifted
+        )
+
+    def check(promising, unshifted):
+        mu = jnp.trace(t * A) / A.shape[-1]
+        S = t * A - mu * identity
+        shifted_powers, shifted_alpha = solver.precompute(Constant(S), 0.0, identity, None)
+        take = promising & (shifted_alpha <= theta)
+        shifted = (shifted_powers, jnp.ones_like(growth), shifted_alpha, jnp.zeros_like(k), mu)
+        return jax.tree.map(lambda a, b: jnp.where(take, a, b), shifted, unshifted)
+
+    chosen = jax.lax.cond(eqxi.unvmap_any(many), guess, _unchanged, unshifted)
+    powers, growth, alpha, squarings, mu = chosen
     powers = tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
-    return powers[1], k - r, (powers, growth * alpha)
+    return powers[1], squarings, (powers, alpha), mu
+
+
+def _unchanged(x):
+    return x
+
+
+def _binomial_shift(powers, mu):
+    # The powers of `x - mu I` from those of `x`.
+    return tuple(
+        sum(math.comb(j, i) * (-mu) ** (j - i) * powers[i] for i in range(j + 1))
+        for j in range(len(powers))
+    )
 
 
 def _times_power(x, factor, j: int):
