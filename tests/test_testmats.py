@@ -26,22 +26,21 @@ from odeexpm._solver.polynomial import (
     taylor_powers,
     truncation_bound,
 )
-from odeexpm.harness._testmats import TRIANGULAR_A, TRIANGULAR_LOGM
+from odeexpm.harness._cases import expm_case
+from odeexpm.harness._testmats import HIGH_PRECISION, TRIANGULAR_A, TRIANGULAR_LOGM
 
 from .helpers import rel_err
 
 U = 2.0**-53
 CASES = harness.get_suite("testmats").cases()
-# Misses of the goal, measured (none since balancing stopped oscillating on Niesen's
-# complex 2x2: 16 squarings and 1.5e-12 before, against SciPy's 1.4e-13).
-KNOWN_MISSES: dict[str, float] = {}
 
 
-def _within_scipy(error, scipy_error, kappa, n, name):
+def _within_scipy(error, scipy_error, kappa, n, slack=1.0):
+    # The goal, with `slack` times its allowance for a known miss.
     line = 10 * U * max(kappa, n)
     if scipy_error <= line:
-        return error <= max(KNOWN_MISSES.get(name, 10.0) * scipy_error, 10 * U * n)
-    return error <= max(scipy_error, line)
+        return error <= slack * max(10 * scipy_error, 10 * U * n)
+    return error <= slack * max(scipy_error, line)
 
 
 # One batch per shape and dtype: one compilation each.
@@ -59,7 +58,7 @@ def test_within_scipy(group):
         expected = case.expected("expm", wide)
         error = rel_err(Xi, expected)
         scipy_error = rel_err(scipy.linalg.expm(case.data["A"]), expected)
-        if not _within_scipy(error, scipy_error, case.tags["condition"], case.n, case.name):
+        if not _within_scipy(error, scipy_error, case.tags["condition"], case.n):
             misses.append((case.name, error, scipy_error))
     assert not misses
 
@@ -74,8 +73,39 @@ def test_gradient_within_scipy(case):
     _, vjp = jax.vjp(odeexpm.expm, jnp.asarray(A))
     error = rel_err(vjp(jnp.asarray(W))[0], expected)
     scipy_error = rel_err(scipy.linalg.expm_frechet(A.T, W, compute_expm=False), expected)
-    assert _within_scipy(error, scipy_error, case.tags["condition"], case.n, case.name)
+    assert _within_scipy(error, scipy_error, case.tags["condition"], case.n)
     assert error < 1e-13
+
+
+# Misses of the gradient goal with the harness's cotangent `W` (seeded by the case's
+# name), as factors of its allowance: rounding noise at the conditioning limit, not a
+# flaw of the evaluation (its polynomial and tangent are accurate to 1e-15 on the scaled
+# matrices of all three). Najfeld and Havel's 3x3 (kappa_exp = 1.8e7, u kappa_exp =
+# 2e-9): 1.2e-9, 17.6 times SciPy's 6.7e-11; over 8 random cotangents the two are
+# within a factor 3.5 of each other either way, and forcing 9 to 16 squarings moves this
+# error between 1e-9 and 2.4e-8. Its negation: 4.6e-8 against SciPy's 2.0e-8, just
+# outside the line. Godunov's 7x7: 1.66e-4 against SciPy's 1.55e-4, both far outside
+# the line (1.07 times SciPy for random cotangents too; 3e-6 to 1.4e-4 with 6 to 9
+# squarings or other degrees).
+KNOWN_GRADIENT_MISSES = {
+    "amh-05-najfeld-havel": 1.8,
+    "amfh-05-najfeld-havel": 2.4,
+    "amh-29-godunov-10": 1.1,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_gradient_within_scipy_on_every_case(case):
+    A = case.data["A"]
+    full = expm_case(case.name, A, reference=HIGH_PRECISION, gradients=True, source="")
+    W = full.data["W"]
+    expected = full.expected("vjp", np.complex128 if case.is_complex else np.float64)
+    _, vjp = jax.vjp(odeexpm.expm, jnp.asarray(A))
+    error = rel_err(vjp(jnp.asarray(W))[0], expected)
+    scipy_error = rel_err(scipy.linalg.expm_frechet(A.T, W, compute_expm=False), expected)
+    slack = KNOWN_GRADIENT_MISSES.get(case.name, 1.0)
+    assert _within_scipy(error, scipy_error, case.tags["condition"], case.n, slack)
 
 
 def test_scipy_triangularity_perturbation():
