@@ -1,11 +1,10 @@
-"""The exponential of a Magnus step: the degree-18 Taylor polynomial at `X / 2^s`, with
-`||X / 2^s||_1 <= THETA`, then `s` squarings.
+"""The exponential of a Magnus step: the Taylor polynomial of `expm`'s step
+(`taylor_polynomial`, degree 21 in 5 products) at `X / 2^s`, with `||X / 2^s||_1` at
+most `largest_alpha` (1.77 in double and 4.39 in single precision), then `s` squarings.
 
-Its truncation error, at most `THETA^19 / 19! e^THETA`, is 1.3e-16 in double and 2e-7
-in single precision, about the unit roundoff: the exponential of a skew-Hermitian
-matrix is unitary to rounding although it is made of matrix products only. THETA is Al-Mohy
-and Higham's backward error bound of degree 18 in double precision (1.09) and in single
-precision (3.01).
+Its truncation error is at most the unit roundoff (`||X||_1` bounds Al-Mohy and Higham's
+`alpha`): the exponential of a skew-Hermitian matrix is unitary to rounding although it
+is made of matrix products only.
 """
 
 import jax
@@ -14,16 +13,15 @@ from jaxtyping import Array, ArrayLike, Bool, Inexact, Real
 
 from .._linalg import halvings, matmul, norm1, power_of_two
 from .action import taylor_action
-from .polynomial import taylor_polynomial
+from .polynomial import cheapest_degree, largest_alpha, taylor_polynomial
 
-DEGREE = 18
-THETA = {"double": 1.09, "single": 3.01}
 # Squarings are applied under `lax.cond` inside a `lax.scan` of this length, which every
 # adjoint can differentiate. Reverse mode pays for every iteration, taken or not, so the
-# scan is short: a step with `||Omega||_1 > THETA 2^MAX_STEP_SQUARINGS` (17.4 in double
-# precision, 48 in single) is refused instead. Its error estimate is infinite, and an
-# adaptive controller retries with a smaller step. Accuracy limits steps well below this
-# on time-dependent generators; constant pieces of large norm take several steps.
+# scan is short: a step with `||Omega||_1 > largest_alpha 2^MAX_STEP_SQUARINGS` (28.3 in
+# double precision, 70 in single) is refused instead. Its error estimate is infinite,
+# and an adaptive controller retries with a smaller step. Accuracy limits steps well
+# below this on time-dependent generators; constant pieces of large norm take several
+# steps.
 MAX_STEP_SQUARINGS = 4
 # Most products of an operator exponential's Taylor action in a commutator-free step. At
 # the unit roundoff a series of 60 terms covers `||h x||` up to about 17; larger steps
@@ -31,19 +29,31 @@ MAX_STEP_SQUARINGS = 4
 ACTION_DEGREE = 60
 
 
+def step_range(dtype) -> float:
+    """The largest `||x||_1` that `step_exponential` takes: 28.3 in double precision, 70
+    in single."""
+    return largest_alpha(_degree(dtype), dtype) * 2.0**MAX_STEP_SQUARINGS
+
+
+def _degree(dtype) -> int:
+    return cheapest_degree(float(jnp.finfo(dtype).eps) / 2)
+
+
 def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Bool[Array, ""]]:
     """`(exp(x), ok)`: the exponential by a Taylor polynomial with scaling and squaring.
 
-    Accurate to rounding for `||x||_1 <= THETA 2^MAX_STEP_SQUARINGS` (17.4 in double
-    precision, 48 in single); `ok` is False beyond, where the result is not to be used.
+    Accurate to rounding where `||x||_1` is within `step_range` (28.3 in double
+    precision, 70 in single); `ok` is False beyond, where the result is not to be used.
     Differentiable in forward and reverse mode.
     """
-    theta = THETA["double" if jnp.finfo(x.dtype).bits == 64 else "single"]
+    degree = _degree(x.dtype)
+    theta = largest_alpha(degree, x.dtype)
+    # (`||x||_1`, not `power_norm_bound`: steps are short, their `x` normal or nearly,
+    # and the powers' norms cost more than the squarings they would save.)
     norm = jax.lax.stop_gradient(norm1(x))
-    ok = norm <= theta * 2.0**MAX_STEP_SQUARINGS
+    ok = norm <= step_range(x.dtype)
     squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
-    scale = power_of_two(-squarings, x.dtype)
-    e = taylor_polynomial(x * scale, DEGREE)
+    e = taylor_polynomial(x * power_of_two(-squarings, x.dtype), degree)
 
     def square(e, i):
         return jax.lax.cond(i < squarings, lambda e: matmul(e, e), lambda e: e, e), None

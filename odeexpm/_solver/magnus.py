@@ -109,7 +109,7 @@ class AbstractMagnus(AbstractLinearSolver):
     computes them once per solve, and every `Omega` is a linear combination of them,
     without matrix products.
 
-    A step whose `Omega` has a 1-norm above 17.4 (48 in single precision) is refused, as
+    A step whose `Omega` has a 1-norm above 28.3 (70 in single precision) is refused, as
     beyond the range of the step exponential: adaptive controllers retry it smaller;
     with `diffrax.ConstantStepSize` the result is NaN.
 
