@@ -35,9 +35,11 @@ def expm(
     `t A / 2^k` are small enough for a truncation error below the unit roundoff
     (Al-Mohy and Higham's bound, far below `||t A||_1` for non-normal `A`), then
     squares the result `k` times (exactly on the diagonal and first off-diagonal for
-    triangular `A`). The cost then grows like `log ||A||` rather than `||A||`, and
-    stiff inputs (`-1e6 * H @ H.T`) stay cheap. `squarings=0` asks for the plain single
-    ODE solve over `[0, t]`.
+    triangular `A`); where taking out the mean eigenvalue `mu` would leave no squaring
+    of several, it takes `exp(mu) exp(tA - mu I)` instead, with none (a near multiple
+    of `I` squared would amplify rounding errors). The cost then grows like `log ||A||`
+    rather than `||A||`, and stiff inputs (`-1e6 * H @ H.T`) stay cheap.
+    `squarings=0` asks for the plain single ODE solve over `[0, t]`.
 
     **Arguments:**
 
