@@ -72,7 +72,7 @@ def scaled_exponent(
     theta = largest_alpha(solver.degree, A.dtype)
     r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
     r = jnp.clip(r, k - MAX_SQUARINGS, k)
-    # (Scaled by `growth` after the choice: XLA fuses the scaling into the polynomial.)
+    # (Scaled by `growth` after the choice: the branches pass the powers as formed.)
     growth = power_of_two(r, t.dtype)
     unshifted = (powers, growth, growth * alpha, k - r, no_shift)
 
