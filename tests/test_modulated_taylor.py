@@ -173,6 +173,10 @@ def test_controls_jet_cannot_expand_fall_back_to_runge_kutta():
     assert stats.solver == "Dopri8()"
     dense = odeexpm.schrodinger(odeexpm.Modulated(H0.toarray(), [H1.toarray()], [pulse]))
     assert rel_err(psi, reference(dense)) < 1e-10
+    # Asked for by name, the Taylor solver says why it cannot take them (it raised
+    # jet's bare `KeyError: scan` before).
+    with pytest.raises(TypeError, match="odeexpm.Taylor.*jet"):
+        odeexpm.evolve(generator, PSI0, 0.0, T, solver=odeexpm.Taylor())
 
 
 def test_single_precision():

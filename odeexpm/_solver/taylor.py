@@ -17,6 +17,7 @@ from .modulated_series import (
     CONTROL_DEGREE,
     ModulatedParts,
     control_series,
+    has_control_series,
     modulated_taylor_step,
 )
 from .polynomial import power_norm_bound, taylor_from_powers, taylor_powers, truncation_bound
@@ -123,6 +124,15 @@ class Taylor(AbstractLinearSolver):
         their shift); for steps in time, the `ModulatedParts` (the generator's operators
         in their fast forms)."""
         if isinstance(generator, Modulated):
+            if not has_control_series(generator, t0, args):
+                raise TypeError(
+                    "odeexpm.Taylor expands the controls of a Modulated generator in time "
+                    "with jax.experimental.jet, which has no rule for an operation these "
+                    "controls use (odeexpm.PiecewiseConstant, jnp.interp and "
+                    "jnp.searchsorted search with a loop). Leave `solver` to its default, "
+                    "which picks a solver for such controls, or pass a Runge-Kutta or "
+                    "Magnus solver."
+                )
             return ModulatedParts.of(generator)
         if not isinstance(generator, Constant):
             raise TypeError(
