@@ -53,7 +53,7 @@ def scaled_exponent(
     solver (where its truncation error is at most the unit roundoff), and with
     `||X||_1 <= SCALED_NORM` for others. `mu` is `0`, or for a Taylor solver the mean
     eigenvalue `trace(tA) / n` where taking it out leaves no squaring (`k = 0`) where
-    some were needed: for `A` near a multiple of `I` (Awad's `I + N`, `N` nilpotent
+    more than 2 were needed: for `A` near a multiple of `I` (Awad's `I + N`, `N` nilpotent
     with entries `5e4`, has a 1-norm of `1e5` but `exp(A) = e (I + N)`), each squaring
     would amplify the rounding errors of what it squares. Where squarings remain the
     shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
