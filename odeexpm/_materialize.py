@@ -4,6 +4,7 @@ elementwise pass that reads them."""
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jaxtyping import PyTree
 
 
@@ -12,6 +13,16 @@ def computed_once(fn: Callable[[PyTree], PyTree], operands: PyTree) -> PyTree:
     backend materializes a conditional's results. Fused into the pass that reads them
     instead (shifted copies of a state weighted by a few diagonals, a rotation by
     sines and cosines), small tables would be recomputed for each entry of the pass.
-    (`jax.lax.optimization_barrier` does not prevent that fusion on the CPU.)"""
-    first = jax.tree_util.tree_leaves(operands)[0].reshape(-1)[0]
+    (`jax.lax.optimization_barrier` does not prevent that fusion on the CPU.)
+
+    The predicate `x == x` is on an inexact leaf: XLA folds it for integers (always
+    true), and would then inline the branch and fuse it again."""
+    inexact = [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(operands)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and jnp.size(leaf) > 0
+    ]
+    if not inexact:
+        raise ValueError("computed_once needs an inexact operand to keep XLA from folding it.")
+    first = jnp.reshape(inexact[0], -1)[0]
     return jax.lax.cond(first == first, fn, fn, operands)

@@ -245,20 +245,27 @@ class BucketedEllOperator(AbstractOperator):
         bucket = jnp.searchsorted(jnp.asarray(widths), longest, side="left")
         bucket = jnp.where(sorted_rows, bucket, len(widths))  # (past the table: segment_sum)
 
-        def table(operands):
+        def table(width, operands):
             # Slot j of row r holds entry first[r] + j; padding: index nnz, an appended
-            # value 0 in the row's own column. Gathers only, no scatter.
-            first, counts, data, columns = operands
-            slot = jnp.arange(widths[-1], dtype=rows.dtype)[:, None]
+            # value 0 in the row's own column. Gathers only, no scatter. Only the `width`
+            # slots that products read are gathered; the rest of the table is padding.
+            data, first, counts, columns = operands
+            slot = jnp.arange(width, dtype=rows.dtype)[:, None]
             held = slot < counts[None, :]
             index = jnp.where(held, first[None, :] + slot, nnz)
             data = jnp.concatenate([data, jnp.zeros((1,), data.dtype)])
             columns = jnp.concatenate([columns, jnp.zeros((1,), rows.dtype)])
-            own = jnp.arange(n, dtype=rows.dtype)[None, :]
-            return data[index], jnp.where(held, columns[index], own)
+            own = jnp.broadcast_to(jnp.arange(n, dtype=rows.dtype), (widths[-1], n))
+            values = jnp.zeros((widths[-1], n), data.dtype).at[:width].set(data[index])
+            columns = own.at[:width].set(jnp.where(held, columns[index], own[:width]))
+            return values, columns
+
+        def tables(operands):
+            branches = [functools.partial(table, width) for width in widths]
+            return jax.lax.switch(jnp.minimum(bucket, len(widths) - 1), branches, operands)
 
         # Materialized: fused into each product instead, the gathers would run each time.
-        values, columns = computed_once(table, (first, counts, coo.data, coo.columns))
+        values, columns = computed_once(tables, (coo.data, first, counts, coo.columns))
         return cls(values, columns, bucket, coo)
 
     @property

@@ -186,7 +186,13 @@ def _taylor_series_jvp(primals, tangents, *, degree, tolerance):
             )
             return new_term, d_new_term, d_total + d_new_term
 
-        return jax.lax.cond(k <= num_terms, active, lambda carry: carry, carry), None
+        # Rematerialized in reverse mode: a `cond`'s residuals are stacked across the
+        # scan's iterations, and here they would include the operator itself (its
+        # values and indices, or a dense matrix) once per term, loop-invariant as it is.
+        step = jax.checkpoint(
+            lambda carry: jax.lax.cond(k <= num_terms, active, lambda carry: carry, carry)
+        )
+        return step(carry), None
 
     (_, _, d_total), _ = jax.lax.scan(
         add_tangent, (y, d_y, d_y), jnp.arange(1, degree + 1, dtype=jnp.int32)
