@@ -1,13 +1,15 @@
-"""`odeexpm.expm` of the working tree against an earlier commit, in one process.
+"""odeexpm of the working tree against an earlier commit, in one process.
 
 The commit's `odeexpm/` is extracted with `git archive` into a temporary folder and
-imported under another name, so both versions run side by side: forward and reverse
-gradient (loss `sum(W * expm(A))`) on random `N(0,1)/sqrt(n)` matrices, and under
-`jax.vmap` on a batch of 1000 4x4 matrices. The calls run in a new random order each
-round (on a CPU, a small program that follows a large one runs slower: a fixed order
-would favour some). Prints medians and the ratio working tree / commit.
+imported under another name, so both versions run side by side, forward and reverse
+gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default),
+and `expm_multiply` with sparse matrices (`grid,grid_jit,markov`: see `expm_cases` and
+`action_cases`). The calls run in a new random order each round (on a CPU, a small
+program that follows a large one runs slower: a fixed order would favour some). Prints
+medians and the ratio working tree / commit.
 
     python benchmarks/against_commit.py de23c1e [--rounds 1500] [--cases n8,n32,n128,vmap4x4]
+    python benchmarks/against_commit.py 05fbcf3 --rounds 15 --cases grid,grid_jit,markov
 
 Pin the process to one core (`taskset -c 0`) and run nothing beside it.
 """
@@ -20,6 +22,9 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+import jax
+import numpy as np
 
 from _common import median_times
 
@@ -36,6 +41,90 @@ def import_commit(commit: str, folder: Path):
     return importlib.import_module("odeexpm_at_commit")
 
 
+def expm_cases(rng, jnp):
+    """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8, 32, 128) and `jax.vmap` of it
+    on 1000 4x4: forward, and the gradient of `sum(W * expm(A))`."""
+
+    def case(A, W, batched):
+        A, W = jnp.asarray(A), jnp.asarray(W)
+
+        def functions(module):
+            expm = jax.vmap(module.expm) if batched else module.expm
+            loss = lambda A: jnp.sum(W * expm(A))  # noqa: E731
+            return {"forward": (expm, A), "gradient": (jax.grad(loss), A)}
+
+        return functions
+
+    cases = {
+        f"n{n}": case(rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((n, n)), False)
+        for n in (8, 32, 128)
+    }
+    cases["vmap4x4"] = case(*rng.standard_normal((2, 1000, 4, 4)), True)
+    return cases
+
+
+def action_cases(rng, jnp):
+    """`odeexpm.expm_multiply` with sparse matrices: `exp(5L) v` for the 5-point
+    Laplacian of a 300x300 grid (`grid`: the BCOO closed over; `grid_jit`: passed to the
+    jitted function, indices traced), and a 1000-state Markov chain (5 random exits per
+    state) at 10 times (`markov`). Forward, and the gradient of `sum(W * result)` in the
+    BCOO's values."""
+    import scipy.sparse as sp
+    from jax.experimental import sparse
+
+    side = 300
+    T = sp.diags([np.ones(side - 1), -2 * np.ones(side), np.ones(side - 1)], [-1, 0, 1])
+    laplacian = sparse.BCOO.from_scipy_sparse(
+        (sp.kron(T, sp.identity(side)) + sp.kron(sp.identity(side), T)).tocsr()
+    )
+    n = laplacian.shape[0]
+    v, W = jnp.asarray(rng.standard_normal(n)), jnp.asarray(rng.standard_normal(n))
+
+    def grid(traced):
+        def functions(module):
+            def solve(data, indices):
+                A = sparse.BCOO((data, indices), shape=laplacian.shape)
+                return module.expm_multiply(A, v, 5.0)
+
+            def loss(data, indices):
+                return jnp.sum(W * solve(data, indices))
+
+            if traced:  # the indices an argument of the jitted function
+                x = (laplacian.data, laplacian.indices)
+                return {
+                    "forward": (lambda x: solve(*x), x),
+                    "gradient": (lambda x: jax.grad(loss)(*x), x),
+                }
+            forward = lambda data: solve(data, laplacian.indices)  # noqa: E731
+            gradient = jax.grad(lambda data: loss(data, laplacian.indices))
+            return {"forward": (forward, laplacian.data), "gradient": (gradient, laplacian.data)}
+
+        return functions
+
+    states = 1000
+    exits = rng.integers(0, states, (states, 5))
+    pairs = np.unique(np.stack([exits.ravel(), np.repeat(np.arange(states), 5)], 1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]  # (to, from): columns sum to zero
+    rates = jnp.asarray(rng.uniform(0.2, 2.0, len(pairs)))
+    indices = np.concatenate([pairs, np.stack([np.arange(states)] * 2, 1)])
+    order = np.lexsort((indices[:, 1], indices[:, 0]))
+    p0 = jnp.zeros(states).at[0].set(1.0)
+    times = jnp.linspace(0.5, 5.0, 10)
+    W_chain = jnp.asarray(rng.standard_normal((10, states)))
+
+    def markov(module):
+        def forward(rates):
+            leaving = jax.ops.segment_sum(rates, jnp.asarray(pairs[:, 1]), states)
+            data = jnp.concatenate([rates, -leaving])[order]
+            Q = sparse.BCOO((data, jnp.asarray(indices[order])), shape=(states, states))
+            return module.expm_multiply(Q, p0, times)
+
+        loss = lambda rates: jnp.sum(W_chain * forward(rates))  # noqa: E731
+        return {"forward": (forward, rates), "gradient": (jax.grad(loss), rates)}
+
+    return {"grid": grid(False), "grid_jit": grid(True), "markov": markov}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("commit")
@@ -43,31 +132,20 @@ def main() -> None:
     parser.add_argument("--cases", default="n8,n32,n128,vmap4x4")
     options = parser.parse_args()
 
-    import jax
-
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-    import numpy as np
     import odeexpm
 
     with tempfile.TemporaryDirectory() as folder:
         versions = {"tree": odeexpm, "commit": import_commit(options.commit, Path(folder))}
         rng = np.random.default_rng(0)
-        cases = {
-            f"n{n}": (rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((n, n)), False)
-            for n in (8, 32, 128)
-        }
-        cases["vmap4x4"] = (*rng.standard_normal((2, 1000, 4, 4)), True)
+        cases = {**expm_cases(rng, jnp), **action_cases(rng, jnp)}
         names = options.cases.split(",")
         calls = {}
         for case in names:
-            A, W, batched = cases[case]
-            A, W = jnp.asarray(A), jnp.asarray(W)
             for version, module in versions.items():
-                expm = jax.vmap(module.expm) if batched else module.expm
-                loss = lambda A, expm=expm, W=W: jnp.sum(W * expm(A))  # noqa: E731
-                for mode, f in (("forward", jax.jit(expm)), ("gradient", jax.jit(jax.grad(loss)))):
-                    calls[case, mode, version] = lambda _, f=f, A=A: f(A)
+                for mode, (f, x) in cases[case](module).items():
+                    calls[case, mode, version] = lambda _, f=jax.jit(f), x=x: f(x)
         median = median_times(calls, None, options.rounds)
     print(f"working tree against {options.commit}, medians of {options.rounds} rounds")
     print(f"{'case':9s} {'mode':9s} {'commit ms':>10s} {'tree ms':>9s} {'ratio':>6s}")
