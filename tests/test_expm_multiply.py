@@ -16,6 +16,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from jax.experimental import sparse
+from odeexpm._materialize import computed_once
 from odeexpm._operator import SparseOperator, as_operator, plan_layout
 from odeexpm._operator.layout import UNROLLED_WIDTH
 from odeexpm._operator.sparse import (
@@ -221,6 +222,22 @@ def test_bcoo_with_traced_indices_under_jit():
     h = 1e-6
     difference = (loss(A.data + h * direction) - loss(A.data - h * direction)) / (2 * h)
     assert abs(jnp.sum(jax.grad(loss)(A.data) * direction) - difference) < 1e-7 * abs(difference)
+
+
+def test_tables_are_computed_once():
+    # `computed_once` keeps a table out of the products that read it by computing it in a
+    # conditional, which the CPU backend materializes. Its predicate `x == x` must be on
+    # an inexact operand: on integers (a BCOO's row counts) XLA folds it, and the table
+    # would be fused into every product again.
+    def table(operands):
+        counts, values = operands
+        return values[jnp.cumsum(counts) % values.shape[0]]
+
+    operands = (jnp.arange(8), jnp.linspace(0.0, 1.0, 8))
+    compiled = jax.jit(lambda *o: computed_once(table, o)).lower(*operands).compile()
+    assert " conditional(" in compiled.as_text()
+    with pytest.raises(ValueError, match="inexact"):
+        computed_once(table, (jnp.arange(8),))
 
 
 def test_single_grid_layout_group():
