@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from _common import median_times
@@ -41,7 +42,7 @@ def import_commit(commit: str, folder: Path):
     return importlib.import_module("odeexpm_at_commit")
 
 
-def expm_cases(rng, jnp):
+def expm_cases(rng):
     """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8, 32, 128) and `jax.vmap` of it
     on 1000 4x4: forward, and the gradient of `sum(W * expm(A))`."""
 
@@ -63,20 +64,17 @@ def expm_cases(rng, jnp):
     return cases
 
 
-def action_cases(rng, jnp):
+def action_cases(rng):
     """`odeexpm.expm_multiply` with sparse matrices: `exp(5L) v` for the 5-point
     Laplacian of a 300x300 grid (`grid`: the BCOO closed over; `grid_jit`: passed to the
     jitted function, indices traced), and a 1000-state Markov chain (5 random exits per
     state) at 10 times (`markov`). Forward, and the gradient of `sum(W * result)` in the
     BCOO's values."""
-    import scipy.sparse as sp
     from jax.experimental import sparse
 
-    side = 300
-    T = sp.diags([np.ones(side - 1), -2 * np.ones(side), np.ones(side - 1)], [-1, 0, 1])
-    laplacian = sparse.BCOO.from_scipy_sparse(
-        (sp.kron(T, sp.identity(side)) + sp.kron(sp.identity(side), T)).tocsr()
-    )
+    from expm_multiply_vs_scipy import grid_laplacian
+
+    laplacian = sparse.BCOO.from_scipy_sparse(grid_laplacian(300))
     n = laplacian.shape[0]
     v, W = jnp.asarray(rng.standard_normal(n)), jnp.asarray(rng.standard_normal(n))
 
@@ -133,13 +131,12 @@ def main() -> None:
     options = parser.parse_args()
 
     jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
     import odeexpm
 
     with tempfile.TemporaryDirectory() as folder:
         versions = {"tree": odeexpm, "commit": import_commit(options.commit, Path(folder))}
         rng = np.random.default_rng(0)
-        cases = {**expm_cases(rng, jnp), **action_cases(rng, jnp)}
+        cases = {**expm_cases(rng), **action_cases(rng)}
         names = options.cases.split(",")
         calls = {}
         for case in names:
