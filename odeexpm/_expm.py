@@ -10,7 +10,7 @@ from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
 from ._scaling import balance, scaled_exponent, square
 from ._solution import Stats, nothing_to_solve, outcome
-from ._solve import compiled, solve_linear, solver_for, without_nonfinite
+from ._solve import compiled, matrix_chunk, solve_linear, solver_for, without_nonfinite
 
 
 def expm(
@@ -45,7 +45,8 @@ def expm(
 
     - `A`: array of shape `(..., n, n)`, real or complex (float32, float64, complex64,
       complex128; integers are promoted to the default float dtype). Leading axes are a
-      batch. The output has the dtype of `A`.
+      batch (on a CPU, faster passed whole than under `jax.vmap`: it runs in chunks
+      that stay in cache). The output has the dtype of `A`.
     - `t`: real scalar time; differentiable.
     - `squarings`: `None` (default) picks the number of squarings from the powers of
       `t A` (from `||t A||_1` for solvers other than `odeexpm.Taylor`);
@@ -116,6 +117,7 @@ def expm(
         in_axes=(0, None),
         throw=throw,
         max_steps=max_steps,
+        chunk=matrix_chunk(A.shape[-1]),
     )
     return (X, stats) if return_stats else X
 

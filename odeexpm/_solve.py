@@ -9,6 +9,7 @@ input (`without_nonfinite`), and compiling once per shape with batches and error
 (`compiled`).
 """
 
+import math
 from collections.abc import Callable
 
 import diffrax
@@ -311,6 +312,24 @@ def without_nonfinite(tree: PyTree) -> tuple[PyTree, Bool[Array, ""]]:
     return zeroed, bad
 
 
+# On a CPU, a batch of small matrices runs as a loop over chunks of at most this many
+# entries (and at most `_CHUNK_MATRICES` matrices), each chunk vmapped: the
+# intermediates of a chunk stay in cache, where one vmap over the whole batch streams
+# every one of them through memory. 100,000 3x3 exponentials: 2.2x faster; 300 64x64:
+# 2.7x. Fewer matrices per chunk than 128 cost more in loop iterations than they save.
+_CHUNK_ENTRIES = 32768
+_CHUNK_MATRICES = 128
+
+
+def matrix_chunk(n: int) -> int | None:
+    """How many `n x n` matrices of a batch `compiled` maps at once (its `chunk`): on a
+    single CPU device only. An accelerator wants the whole batch at once, and a batch
+    sharded over devices is already split (a loop over chunks would cross devices)."""
+    if jax.default_backend() != "cpu" or jax.device_count() > 1:
+        return None
+    return max(1, min(_CHUNK_MATRICES, _CHUNK_ENTRIES // n**2))
+
+
 @eqx.filter_jit
 def compiled(
     single: Callable[..., tuple[PyTree[Array], Stats]],
@@ -320,14 +339,31 @@ def compiled(
     in_axes: tuple,
     throw: bool,
     max_steps: int | None,
+    chunk: int | None = None,
 ) -> tuple[PyTree[Array], Stats]:
     """`single(*inputs) -> (y, stats)`, mapped (`jax.vmap`) over `batch_ndim` leading
     axes of the inputs marked in `in_axes`, compiled once per structure, shapes, dtypes
     and options (`single` is an `equinox.Partial`), and raising failures where `throw`
-    (under `jax.jit` too)."""
-    for _ in range(batch_ndim):
-        single = jax.vmap(single, in_axes=in_axes)
-    y, stats = single(*inputs)
+    (under `jax.jit` too). With a `chunk` (`matrix_chunk`; the mapped inputs must then be
+    arrays), a larger batch runs as a loop over chunks of that many, each vmapped."""
+    mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
+    batch_shape = inputs[mapped[0]].shape[:batch_ndim] if batch_ndim else ()
+    size = math.prod(batch_shape)
+    if chunk is not None and size > chunk:
+
+        def one(entries):
+            full = list(inputs)
+            for i, entry in zip(mapped, entries):
+                full[i] = entry
+            return single(*full)
+
+        flat = [inputs[i].reshape(size, *inputs[i].shape[batch_ndim:]) for i in mapped]
+        y, stats = jax.lax.map(one, flat, batch_size=chunk)
+        y, stats = jtu.tree_map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), (y, stats))
+    else:
+        for _ in range(batch_ndim):
+            single = jax.vmap(single, in_axes=in_axes)
+        y, stats = single(*inputs)
     if throw:
         y = raise_if_failed(y, stats.result, max_steps)
     return y, stats

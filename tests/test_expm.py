@@ -95,6 +95,39 @@ def test_batch_and_vmap():
     assert stats.num_squarings[1, 2] > stats.num_squarings[0, 0]
 
 
+def _large_batch():
+    # 300 3x3 matrices: more than a chunk, and not a multiple of one (a remainder).
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((2, 150, 3, 3)) * rng.uniform(0.1, 30.0, (2, 150, 1, 1))
+    return A, rng.standard_normal(A.shape)
+
+
+def test_large_batches_run_in_chunks_with_the_same_answers():
+    A, _ = _large_batch()
+    A[1, 149, 0, 0] = np.nan
+    assert "scan" in str(jax.make_jaxpr(odeexpm.expm)(A))
+    X, stats = odeexpm.expm(A, throw=False, return_stats=True)
+    assert stats.num_squarings.shape == (2, 150)
+    assert np.isnan(X[1, 149]).all() and not np.isnan(X[:, :149]).any()
+    one_by_one = jax.vmap(jax.vmap(lambda A: odeexpm.expm(A, throw=False)))
+    np.testing.assert_array_equal(X, one_by_one(A))
+
+
+@pytest.mark.slow
+def test_derivatives_of_large_batches_run_in_chunks():
+    A, W = _large_batch()
+
+    def gradient(expm):
+        return jax.grad(lambda A: jnp.sum(W * expm(A)))(A)
+
+    one_by_one = jax.vmap(jax.vmap(odeexpm.expm))
+    np.testing.assert_array_equal(gradient(odeexpm.expm), gradient(one_by_one))
+    X, L = odeexpm.expm_frechet(A, W)
+    X1, L1 = jax.vmap(jax.vmap(odeexpm.expm_frechet))(A, W)
+    np.testing.assert_array_equal(L, L1)
+    np.testing.assert_array_equal(X, X1)
+
+
 def test_compiles_once_per_shape(caplog):
     jitted = jax.jit(odeexpm.expm)
     A, B = random_matrix(5, 7), random_matrix(5, 8, scale=50.0)
