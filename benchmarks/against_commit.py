@@ -2,11 +2,12 @@
 
 The commit's `odeexpm/` is extracted with `git archive` into a temporary folder and
 imported under another name, so both versions run side by side, forward and reverse
-gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default),
-and `expm_multiply` with sparse matrices (`grid,grid_jit,markov`: see `expm_cases` and
-`action_cases`). The calls run in a new random order each round (on a CPU, a small
-program that follows a large one runs slower: a fixed order would favour some). Prints
-medians and the ratio working tree / commit.
+gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
+`batch3x3`), `expm_multiply` with sparse matrices (`grid,grid_jit,markov`), and a driven
+spin chain (`ising`): see `expm_cases`, `action_cases` and `ising_case`. The calls run in
+a new random order each round (on a CPU, a small program that follows a large one runs
+slower: a fixed order would favour some). Prints medians, the ratio working tree /
+commit, and the largest difference of the two versions' results.
 
     python benchmarks/against_commit.py de23c1e [--rounds 1500] [--cases n8,n32,n128,vmap4x4]
     python benchmarks/against_commit.py 05fbcf3 --rounds 15 --cases grid,grid_jit,markov
@@ -43,8 +44,9 @@ def import_commit(commit: str, folder: Path):
 
 
 def expm_cases(rng):
-    """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8, 32, 128) and `jax.vmap` of it
-    on 1000 4x4: forward, and the gradient of `sum(W * expm(A))`."""
+    """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8, 32, 128), `jax.vmap` of it on
+    1000 4x4, and 100,000 3x3 passed whole: forward, and the gradient of
+    `sum(W * expm(A))`."""
 
     def case(A, W, batched):
         A, W = jnp.asarray(A), jnp.asarray(W)
@@ -61,7 +63,28 @@ def expm_cases(rng):
         for n in (8, 32, 128)
     }
     cases["vmap4x4"] = case(*rng.standard_normal((2, 1000, 4, 4)), True)
+    cases["batch3x3"] = case(*rng.standard_normal((2, 100_000, 3, 3)) / 2, False)
     return cases
+
+
+def ising_case():
+    """`evolve` of the 10-spin chain of `ising.py` (a sparse `Modulated` Hamiltonian,
+    stepped in time by Taylor steps): forward, and the gradient in the drive amplitude."""
+    import ising
+
+    H0, H1 = (ising.bcoo(m) for m in ising.chain(10))
+    psi0 = ising.initial_state(H0.shape[0])
+
+    def functions(module):
+        def final(a):
+            H = module.Modulated(H0, [H1], [lambda t, a: a * jnp.sin(t)])
+            return module.evolve(module.schrodinger(H), psi0, 0.0, ising.T, args=a)
+
+        loss = lambda a: jnp.sum(jnp.abs(final(a)[:8]) ** 2)  # noqa: E731
+        amplitude = jnp.asarray(ising.AMPLITUDE)
+        return {"forward": (final, amplitude), "gradient": (jax.grad(loss), amplitude)}
+
+    return functions
 
 
 def action_cases(rng):
@@ -136,20 +159,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions = {"tree": odeexpm, "commit": import_commit(options.commit, Path(folder))}
         rng = np.random.default_rng(0)
-        cases = {**expm_cases(rng), **action_cases(rng)}
+        cases = {**expm_cases(rng), **action_cases(rng), "ising": ising_case()}
         names = options.cases.split(",")
-        calls = {}
+        calls, results = {}, {}
         for case in names:
             for version, module in versions.items():
                 for mode, (f, x) in cases[case](module).items():
                     calls[case, mode, version] = lambda _, f=jax.jit(f), x=x: f(x)
+                    results[case, mode, version] = calls[case, mode, version](None)
         median = median_times(calls, None, options.rounds)
     print(f"working tree against {options.commit}, medians of {options.rounds} rounds")
-    print(f"{'case':9s} {'mode':9s} {'commit ms':>10s} {'tree ms':>9s} {'ratio':>6s}")
+    print(f"{'case':9s} {'mode':9s} {'commit ms':>10s} {'tree ms':>9s} {'ratio':>6s} {'diff':>8s}")
     for case in names:
         for mode in ("forward", "gradient"):
             old, new = median[case, mode, "commit"], median[case, mode, "tree"]
-            print(f"{case:9s} {mode:9s} {old * 1e3:10.3f} {new * 1e3:9.3f} {new / old:6.2f}")
+            diff = max(
+                float(jnp.max(jnp.abs(a - b)))
+                for a, b in zip(
+                    jax.tree.leaves(results[case, mode, "commit"]),
+                    jax.tree.leaves(results[case, mode, "tree"]),
+                )
+            )
+            print(
+                f"{case:9s} {mode:9s} {old * 1e3:10.3f} {new * 1e3:9.3f} {new / old:6.2f} "
+                f"{diff:8.1e}"
+            )
 
 
 if __name__ == "__main__":

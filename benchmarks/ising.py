@@ -154,6 +154,13 @@ def main():
         f"driven Ising chain, N = {spins} (n = {2**spins}), T = {T:g}: odeexpm error "
         f"{ours:.2e}, norm drift {abs(np.linalg.norm(psi) - 1):.1e}, first call {first:.1f} s"
     )
+    memory = [f.lower(AMPLITUDE).compile().memory_analysis() for f in (final, gradient)]
+    if None not in memory:
+        forward_mib, gradient_mib = (m.temp_size_in_bytes / 2**20 for m in memory)
+        print(
+            f"odeexpm temporary memory: forward {forward_mib:.1f} MiB, "
+            f"gradient {gradient_mib:.1f} MiB"
+        )
     forward, backward = {"odeexpm": final}, {"odeexpm": gradient}
     rows = {"odeexpm": ("defaults", ours)}
     candidates = [
