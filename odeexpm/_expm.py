@@ -10,7 +10,7 @@ from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
 from ._scaling import balance, scaled_exponent, square
 from ._solution import Stats, nothing_to_solve, outcome
-from ._solve import compiled, matrix_chunk, solve_linear, solver_for, without_nonfinite
+from ._solve import InChunks, compiled, solve_linear, solver_for, without_nonfinite
 
 
 def expm(
@@ -45,8 +45,7 @@ def expm(
 
     - `A`: array of shape `(..., n, n)`, real or complex (float32, float64, complex64,
       complex128; integers are promoted to the default float dtype). Leading axes are a
-      batch (on a CPU, faster passed whole than under `jax.vmap`: it runs in chunks
-      that stay in cache). The output has the dtype of `A`.
+      batch. The output has the dtype of `A`.
     - `t`: real scalar time; differentiable.
     - `squarings`: `None` (default) picks the number of squarings from the powers of
       `t A` (from `||t A||_1` for solvers other than `odeexpm.Taylor`);
@@ -117,7 +116,6 @@ def expm(
         in_axes=(0, None),
         throw=throw,
         max_steps=max_steps,
-        chunk=matrix_chunk(A.shape[-1]),
     )
     return (X, stats) if return_stats else X
 
@@ -130,14 +128,16 @@ def check_squarings(squarings, caller: str) -> None:
         raise ValueError(f"{caller}: `squarings` must be None or an int >= 0; got {squarings!r}.")
 
 
-def exponential_solve(*, squarings: int | None, adjoint, **options) -> eqx.Partial:
+def exponential_solve(*, squarings: int | None, adjoint, **options) -> eqx.Module:
     """`forward(A, t) -> (exp(tA), stats)`: the balanced, scaled, solved and squared
     computation that `expm` and `expm_frechet` share (`options`: the solve's `solver`,
     `stepsize_controller`, `rtol`, `atol`, `max_steps`)."""
     adjoint = FrechetAdjoint() if adjoint is None else adjoint
-    return eqx.Partial(
+    forward = eqx.Partial(
         _solve_and_square, squarings=squarings, options={**options, "adjoint": adjoint}
     )
+    # Differentiated in forward mode only, where batches can run in chunks.
+    return InChunks(forward) if isinstance(adjoint, FrechetAdjoint) else forward
 
 
 def _expm_single(A, t, *, forward, frechet: bool):

@@ -10,7 +10,7 @@ from ._checks import as_real_scalar, as_square_matrices
 from ._expm import exponential_solve
 from ._expm_frechet import expm_and_frechet
 from ._solution import nothing_to_solve
-from ._solve import compiled, matrix_chunk
+from ._solve import compiled
 
 
 def expm_cond(
@@ -77,7 +77,6 @@ def expm_cond(
         in_axes=(0, None),
         throw=throw,
         max_steps=max_steps,
-        chunk=matrix_chunk(A.shape[-1]),
     )
     return kappa
 

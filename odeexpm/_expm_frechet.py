@@ -9,7 +9,7 @@ from ._adjoint import frechet, no_tangent
 from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._expm import check_squarings, exponential_solve
 from ._solution import RESULTS, Stats, nothing_to_solve
-from ._solve import compiled, matrix_chunk, without_nonfinite
+from ._solve import compiled, without_nonfinite
 
 
 def expm_frechet(
@@ -94,7 +94,6 @@ def expm_frechet(
             in_axes=(0, 0, None),
             throw=throw,
             max_steps=max_steps,
-            chunk=matrix_chunk(A.shape[-1]),
         )
     out = (X, L) if compute_expm else L
     return (out, stats) if return_stats else out

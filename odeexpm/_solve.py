@@ -5,11 +5,10 @@ module owns the library's one policy for what a user does not choose: the solver
 (`default_solver`), the tolerances (`default_tolerances`), the translation of the
 `rtol`/`atol` shortcut into a `PIDController`, and which solver goes with which adjoint.
 It also holds what every public function does around its solve: zeroing non-finite
-input (`without_nonfinite`), and compiling once per shape with batches and errors
-(`compiled`).
+input (`without_nonfinite`), compiling once per shape with batches and errors
+(`compiled`), and running batches of small matrices in chunks (`InChunks`).
 """
 
-import math
 from collections.abc import Callable
 
 import diffrax
@@ -17,7 +16,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, Bool, PyTree
+from jax.custom_batching import custom_vmap
+from jaxtyping import Array, Bool, Inexact, PyTree, Real
 
 from ._adjoint import FrechetAdjoint
 from ._complex import merge_complex, split_complex
@@ -322,12 +322,46 @@ _CHUNK_MATRICES = 128
 
 
 def matrix_chunk(n: int) -> int | None:
-    """How many `n x n` matrices of a batch `compiled` maps at once (its `chunk`): on a
-    single CPU device only. An accelerator wants the whole batch at once, and a batch
-    sharded over devices is already split (a loop over chunks would cross devices)."""
+    """How many `n x n` matrices of a batch `InChunks` maps at once: on a single CPU
+    device only (`None` elsewhere). An accelerator wants the whole batch at once, and a
+    batch sharded over devices is already split (a loop over chunks would cross
+    devices)."""
     if jax.default_backend() != "cpu" or jax.device_count() > 1:
         return None
     return max(1, min(_CHUNK_MATRICES, _CHUNK_ENTRIES // n**2))
+
+
+class InChunks(eqx.Module):
+    """`fn(A, t)`, whose `jax.vmap` over a batch of matrices `A` (more than
+    `matrix_chunk` of them) runs as a loop over vmapped chunks: under the caller's
+    `jax.vmap` as under `compiled`'s. `fn` is differentiated in forward mode
+    only (as `FrechetAdjoint` does; a `custom_vmap` has no reverse mode)."""
+
+    fn: Callable
+
+    def __call__(self, A: Inexact[Array, "n n"], t: Real[Array, ""]):
+        @custom_vmap
+        def chunked(A, t):
+            return self.fn(A, t)
+
+        @chunked.def_vmap
+        def _rule(axis_size, in_batched, A, t):
+            chunk = matrix_chunk(A.shape[-1])
+            A_batched, t_batched = in_batched
+            if not (A_batched or t_batched):  # (asked so where only tangents are batched)
+                out = self.fn(A, t)
+                return out, jtu.tree_map(lambda _: False, out)
+            if A_batched and chunk is not None and axis_size > chunk:
+                if t_batched:
+                    out = jax.lax.map(lambda At: self.fn(*At), (A, t), batch_size=chunk)
+                else:
+                    out = jax.lax.map(lambda A: self.fn(A, t), A, batch_size=chunk)
+            else:
+                in_axes = tuple(0 if batched else None for batched in in_batched)
+                out = jax.vmap(self.fn, in_axes=in_axes)(A, t)
+            return out, jtu.tree_map(lambda _: True, out)
+
+        return chunked(A, t)
 
 
 @eqx.filter_jit
@@ -339,30 +373,22 @@ def compiled(
     in_axes: tuple,
     throw: bool,
     max_steps: int | None,
-    chunk: int | None = None,
 ) -> tuple[PyTree[Array], Stats]:
     """`single(*inputs) -> (y, stats)`, mapped (`jax.vmap`) over `batch_ndim` leading
-    axes of the inputs marked in `in_axes`, compiled once per structure, shapes, dtypes
-    and options (`single` is an `equinox.Partial`), and raising failures where `throw`
-    (under `jax.jit` too). With a `chunk` (`matrix_chunk`; the mapped inputs must then be
-    arrays), a larger batch runs as a loop over chunks of that many, each vmapped."""
-    mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
-    batch_shape = inputs[mapped[0]].shape[:batch_ndim] if batch_ndim else ()
-    size = math.prod(batch_shape)
-    if chunk is not None and size > chunk:
-
-        def one(entries):
-            full = list(inputs)
-            for i, entry in zip(mapped, entries):
-                full[i] = entry
-            return single(*full)
-
-        flat = [inputs[i].reshape(size, *inputs[i].shape[batch_ndim:]) for i in mapped]
-        y, stats = jax.lax.map(one, flat, batch_size=chunk)
+    axes of the inputs marked in `in_axes` (flattened into one, so that an `InChunks`
+    inside sees the whole batch), compiled once per structure, shapes, dtypes and
+    options (`single` is an `equinox.Partial`), and raising failures where `throw`
+    (under `jax.jit` too)."""
+    if batch_ndim:
+        mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
+        batch_shape = jtu.tree_leaves(inputs[mapped[0]])[0].shape[:batch_ndim]
+        inputs = tuple(
+            jtu.tree_map(lambda x: x.reshape(-1, *x.shape[batch_ndim:]), x) if axis == 0 else x
+            for x, axis in zip(inputs, in_axes)
+        )
+        y, stats = jax.vmap(single, in_axes=in_axes)(*inputs)
         y, stats = jtu.tree_map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), (y, stats))
     else:
-        for _ in range(batch_ndim):
-            single = jax.vmap(single, in_axes=in_axes)
         y, stats = single(*inputs)
     if throw:
         y = raise_if_failed(y, stats.result, max_steps)
