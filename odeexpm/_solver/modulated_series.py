@@ -189,7 +189,7 @@ def _taylor_terms_jvp(primals, tangents, *, degree):
     parts, coefficients, h, y = primals
     d_parts, d_coefficients, d_h, d_y = tangents
     out, (terms, derivatives) = _series_scan(parts, coefficients, h, y, degree, keep_terms=True)
-    products = out[1][1]
+    _, (_, products, _, _) = out
     real = jnp.finfo(y.dtype).dtype
     d_y = jnp.zeros_like(y) if d_y is None else d_y
     d_h = jnp.zeros_like(h) if d_h is None else d_h
