@@ -90,16 +90,17 @@ def plain_diffrax(spins, solver, tolerance):
     return _pair(final)
 
 
-def odeexpm_functions(spins, solver=None, tolerance=None):
-    """odeexpm at its defaults, or with `solver` at `rtol = atol = tolerance`."""
+def odeexpm_functions(spins, solver=None, tolerance=None, module=odeexpm):
+    """odeexpm at its defaults, or with `solver` at `rtol = atol = tolerance` (`module`:
+    another version of the package, for `against_commit.py`)."""
     H0, H1 = chain(spins)
     psi0 = initial_state(H0.shape[0])
     H0, H1 = bcoo(H0), bcoo(H1)
 
     def final(a):
-        H = odeexpm.Modulated(H0, [H1], [lambda t, a: a * jnp.sin(t)])
-        return odeexpm.evolve(
-            odeexpm.schrodinger(H), psi0, 0.0, T, args=a, solver=solver, rtol=tolerance
+        H = module.Modulated(H0, [H1], [lambda t, a: a * jnp.sin(t)])
+        return module.evolve(
+            module.schrodinger(H), psi0, 0.0, T, args=a, solver=solver, rtol=tolerance
         )
 
     return _pair(final)
