@@ -44,7 +44,7 @@ def import_commit(commit: str, folder: Path):
 
 
 def expm_cases(rng):
-    """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8, 32, 128), `jax.vmap` of it on
+    """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8 to 512), `jax.vmap` of it on
     1000 4x4, and 100,000 3x3 passed whole: forward, and the gradient of
     `sum(W * expm(A))`."""
 
@@ -60,7 +60,7 @@ def expm_cases(rng):
 
     cases = {
         f"n{n}": case(rng.standard_normal((n, n)) / np.sqrt(n), rng.standard_normal((n, n)), False)
-        for n in (8, 32, 128)
+        for n in (8, 32, 128, 256, 512)
     }
     cases["vmap4x4"] = case(*rng.standard_normal((2, 1000, 4, 4)), True)
     cases["batch3x3"] = case(*rng.standard_normal((2, 100_000, 3, 3)) / 2, False)

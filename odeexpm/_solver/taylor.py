@@ -3,6 +3,8 @@
 from typing import ClassVar
 
 import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact
@@ -172,7 +174,7 @@ class Taylor(AbstractLinearSolver):
             scaled = tuple(h**j * power for j, power in enumerate(powers))
             polynomial = taylor_from_powers(scaled, self.degree)
             error_bound = truncation_bound(jnp.abs(h) * alpha, self.degree)
-            y1 = matmul(polynomial, y)
+            y1 = _times_state(polynomial, y)
             y_error = error_bound * y1
         else:
             center, _ = self.precomputed(terms, solver_state)
@@ -190,3 +192,32 @@ def _action_operator(
     if isinstance(A, AbstractOperator):
         return A
     return DenseOperator(A) if is_narrow(y, degree) else None
+
+
+@eqx.filter_custom_jvp
+def _times_state(P: Inexact[Array, "n n"], y: Inexact[Array, "n k"]) -> Inexact[Array, "n k"]:
+    """`P @ y`, without the product where `y` is the identity: the first step of
+    `expm`, usually its only one (one product of six at degree 21)."""
+    return _unless_identity(y, lambda: P, lambda: matmul(P, y))
+
+
+@_times_state.def_jvp
+def _times_state_jvp(primals, tangents):
+    # Linear in the tangents, with the identity test on the primal `y`: transposable.
+    (P, y), (dP, dy) = primals, tangents
+    parts = []
+    if dP is not None:
+        parts.append(_unless_identity(y, lambda: dP, lambda: matmul(dP, y)))
+    if dy is not None:
+        parts.append(matmul(P, dy))
+    return _times_state(P, y), sum(parts[1:], parts[0]) if parts else None
+
+
+def _unless_identity(y, identity_case, general_case):
+    """`identity_case()` where `y` is exactly the identity (every matrix of a batch),
+    else `general_case()`."""
+    n, k = y.shape
+    if n != k:
+        return general_case()
+    is_identity = eqxi.unvmap_all(jnp.all(y == jnp.eye(n, dtype=y.dtype)))
+    return jax.lax.cond(is_identity, identity_case, general_case)
