@@ -435,3 +435,39 @@ def test_nonfinite_input_and_step_budget():
     U, stats = odeexpm.propagator(qubit, 0.0, 1e5, args=QUBIT_ARGS, throw=False, return_stats=True)
     assert bool(jnp.all(jnp.isnan(U)))
     assert stats.result == odeexpm.RESULTS.max_steps_reached
+
+
+def test_times_known_when_compiled_stay_constants():
+    # Zeroing the times by the other inputs' finiteness made them data, and diffrax's
+    # `t1` less 100 ulps (100 `nextafter`s) then compiled into some 1,500 instructions
+    # per solve, where XLA folds them for constant times.
+    A = jnp.asarray(B0)
+    solves = {
+        "propagator": lambda A: odeexpm.propagator(lambda t, a: jnp.cos(t) * A, 0.0, 2.0),
+        "expm_multiply": lambda A: odeexpm.expm_multiply(A, jnp.ones(4), 2.0),
+    }
+    for name, solve in solves.items():
+        text = jax.jit(solve).lower(A).compile().as_text()
+        stepped = sum("nextafter" in line for line in text.splitlines())
+        assert stepped < 100, (name, stepped)
+
+
+def test_taylor_steps_from_the_identity_differentiate_the_state():
+    # The first step from `y0 = I` skips its product with the identity (expm's solve):
+    # derivatives with respect to `y0` must still carry `exp(hA) dy0`.
+    A = np.asarray(B1)
+    W = np.asarray(random_matrix(4, 12)).real
+    taylor = dict(solver=odeexpm.Taylor())
+
+    def solve(y0, **options):
+        return odeexpm.evolve(odeexpm.Constant(jnp.asarray(A)), y0, 0.0, 0.3, **taylor, **options)
+
+    E = scipy.linalg.expm(0.3 * A)
+    gradient = jax.grad(lambda y0: jnp.sum(W * solve(y0)).real)(jnp.eye(4, dtype=A.dtype))
+    assert rel_err(gradient, (E.T @ W).conj()) < 1e-13
+    _, tangent = jax.jvp(
+        lambda y0: solve(y0, adjoint=diffrax.ForwardMode()),
+        (jnp.eye(4, dtype=A.dtype),),
+        (jnp.asarray(W, A.dtype),),
+    )
+    assert rel_err(tangent, E @ W) < 1e-13
