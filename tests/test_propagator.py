@@ -439,7 +439,7 @@ def test_nonfinite_input_and_step_budget():
 
 def test_times_known_when_compiled_stay_constants():
     # Zeroing the times by the other inputs' finiteness made them data, and diffrax's
-    # `t1` less 100 ulps (100 `nextafter`s) then compiled into some 1,500 instructions
+    # `t1` less 100 ulps (100 `nextafter`s) then compiled into about 1,600 instructions
     # per solve, where XLA folds them for constant times.
     A = jnp.asarray(B0)
     solves = {
