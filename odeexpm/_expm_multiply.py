@@ -25,7 +25,7 @@ from ._solve import (
     compiled,
     solve_linear,
     solver_for,
-    without_nonfinite,
+    without_nonfinite_solve_inputs,
 )
 from ._solver import Taylor
 from ._solver.action import largest_radius
@@ -226,9 +226,7 @@ def _first_step(t, radius, solver):
 
 
 def _expm_multiply_single(operator, B, t, *, options):
-    (operator, B), bad_data = without_nonfinite((operator, B))
-    t, bad_times = without_nonfinite(t)  # (times apart: see `without_nonfinite`)
-    bad = bad_data | bad_times
+    (operator, B), t, bad = without_nonfinite_solve_inputs((operator, B), t)
     # The operator in the form and row order it applies fastest in (for a sparse matrix:
     # values gathered into sliced ELLPACK groups, rows grouped by length), once per
     # solve; the solve runs in that order, so no product renumbers its input and output.

@@ -17,7 +17,7 @@ from ._generator import AbstractGenerator, Lindblad
 from ._generator.function import from_callable
 from ._operator import LineaxOperator, is_operator
 from ._solution import Stats, outcome
-from ._solve import compiled, solve_linear, without_nonfinite
+from ._solve import compiled, solve_linear, without_nonfinite_solve_inputs
 
 
 def propagator(
@@ -324,9 +324,9 @@ def _check_times(ts, t0, t1, caller: str) -> None:
 
 
 def _solve_single(generator, y0, t0, t1, ts, args, *, options):
-    (generator, y0, args), bad_data = without_nonfinite((generator, y0, args))
-    (t0, t1, ts), bad_times = without_nonfinite((t0, t1, ts))  # (apart: see there)
-    bad = bad_data | bad_times
+    (generator, y0, args), (t0, t1, ts), bad = without_nonfinite_solve_inputs(
+        (generator, y0, args), (t0, t1, ts)
+    )
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
     ys, stats, result = solve_linear(generator, y0, t0, t1, args=args, saveat=saveat, **options)
     y = ys[0] if ts is None else ys

@@ -305,17 +305,27 @@ def without_nonfinite(tree: PyTree) -> tuple[PyTree, Bool[Array, ""]]:
     """`(tree', bad)`: whether any inexact array in `tree` holds a NaN or an infinity,
     and `tree` with every inexact array zeroed where so. A NaN would make the step-size
     controller reject every step: a harmless problem is solved instead, and the bad input
-    reported (`outcome`).
-
-    The times of a solve go through a call of their own, so that they are zeroed only
-    where they are themselves non-finite: times known at compile time then stay
-    constants, and XLA folds what diffrax computes from them (`t1` stepped down by 100
-    ulps, a chain of 100 `nextafter`s that otherwise compiled into about 1,600
-    instructions per solve)."""
+    reported (`outcome`). For a solve's inputs with their times, see
+    `without_nonfinite_solve_inputs`."""
     leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_inexact_array(x)]
     bad = jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
     zeroed = jtu.tree_map(lambda x: jnp.where(bad, 0, x) if eqx.is_inexact_array(x) else x, tree)
     return zeroed, bad
+
+
+def without_nonfinite_solve_inputs(
+    data: PyTree, times: PyTree
+) -> tuple[PyTree, PyTree, Bool[Array, ""]]:
+    """`(data', times', bad)`: `without_nonfinite` of a solve's inputs (`data`) and of
+    its times apart, `bad` if either holds a NaN or an infinity.
+
+    The times are zeroed only where they are themselves non-finite: times known at
+    compile time then stay constants, and XLA folds what diffrax computes from them
+    (`t1` stepped down by 100 ulps, a chain of 100 `nextafter`s that otherwise compiled
+    into about 1,600 instructions per solve)."""
+    data, bad_data = without_nonfinite(data)
+    times, bad_times = without_nonfinite(times)
+    return data, times, bad_data | bad_times
 
 
 # On a CPU, a batch of small matrices runs as a loop over chunks of at most this many
