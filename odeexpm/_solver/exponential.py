@@ -7,6 +7,7 @@ Its truncation error is at most the unit roundoff (`||X||_1` bounds Al-Mohy and 
 is made of matrix products only.
 """
 
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Inexact, Real
@@ -56,7 +57,12 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     e = taylor_polynomial(x * power_of_two(-squarings, x.dtype), degree)
 
     def square(e, i):
-        return jax.lax.cond(i < squarings, lambda e: matmul(e, e), lambda e: e, e), None
+        # Under `vmap` a squaring runs only where some matrix of the batch needs it (with
+        # a batched predicate the `cond` would be a select, which runs it always).
+        needed = i < squarings
+        return jax.lax.cond(
+            eqxi.unvmap_any(needed), lambda e: jnp.where(needed, matmul(e, e), e), lambda e: e, e
+        ), None
 
     e, _ = jax.lax.scan(square, e, jnp.arange(MAX_STEP_SQUARINGS))
     return e, ok
