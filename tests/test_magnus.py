@@ -2,6 +2,7 @@
 error estimates, the step exponential, and their use inside `diffrax.diffeqsolve`."""
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 import odeexpm
@@ -311,3 +312,16 @@ def test_default_magnus8_accuracy():
     )
     U32 = odeexpm.propagator(A32, 0.0, 6.0, args=np.float32(0.8))
     assert U32.dtype == jnp.complex64 and rel_err(U32, reference_U) < 3e-5
+
+
+def test_step_exponential_under_vmap_squares_only_what_the_batch_needs():
+    # Matrices needing 0, 2 and 4 squarings in one batch: each exact to rounding, and
+    # the squarings stay conditionals (a select would run all four for every matrix).
+    rng = np.random.default_rng(3)
+    batch = np.stack([s * rng.standard_normal((6, 6)) / 6 for s in (0.5, 5.0, 20.0)])
+    E, ok = jax.vmap(step_exponential)(jnp.asarray(batch))
+    assert bool(jnp.all(ok))
+    for got, x in zip(E, batch):
+        assert rel_err(got, scipy.linalg.expm(x)) < 1e-13
+    jaxpr = str(jax.make_jaxpr(jax.vmap(step_exponential))(jnp.asarray(batch)))
+    assert "cond[" in jaxpr
