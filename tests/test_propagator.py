@@ -471,3 +471,7 @@ def test_taylor_steps_from_the_identity_differentiate_the_state():
         (jnp.asarray(W, A.dtype),),
     )
     assert rel_err(tangent, E @ W) < 1e-13
+    # A vector state of a small matrix takes the same polynomial step (not an action).
+    rotation = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
+    y = odeexpm.evolve(odeexpm.Constant(rotation), jnp.array([1.0, 0.0]), 0.0, 1.0, **taylor)
+    assert rel_err(y, scipy.linalg.expm(np.asarray(rotation))[:, 0]) < 1e-13

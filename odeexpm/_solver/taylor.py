@@ -195,7 +195,7 @@ def _action_operator(
 
 
 @eqx.filter_custom_jvp
-def _times_state(P: Inexact[Array, "n n"], y: Inexact[Array, "n k"]) -> Inexact[Array, "n k"]:
+def _times_state(P: Inexact[Array, "n n"], y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:
     """`P @ y`, without the product where `y` is the identity: the first step of
     `expm`, usually its only one (one product of six at degree 21)."""
     return _unless_identity(y, lambda: P, lambda: matmul(P, y))
@@ -216,8 +216,7 @@ def _times_state_jvp(primals, tangents):
 def _unless_identity(y, identity_case, general_case):
     """`identity_case()` where `y` is exactly the identity (every matrix of a batch),
     else `general_case()`."""
-    n, k = y.shape
-    if n != k:
+    if y.ndim != 2 or y.shape[0] != y.shape[1]:  # (a vector, or a non-square state)
         return general_case()
-    is_identity = eqxi.unvmap_all(jnp.all(y == jnp.eye(n, dtype=y.dtype)))
+    is_identity = eqxi.unvmap_all(jnp.all(y == jnp.eye(y.shape[0], dtype=y.dtype)))
     return jax.lax.cond(is_identity, identity_case, general_case)
