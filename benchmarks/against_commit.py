@@ -3,10 +3,11 @@
 The commit's `odeexpm/` is extracted with `git archive` into a temporary folder and
 imported under another name, so both versions run side by side, forward and reverse
 gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
-`batch3x3`), `expm_multiply` with sparse matrices (`grid,grid_jit,markov`), and a driven
-spin chain (`ising`): see `expm_cases`, `action_cases` and `ising_case`. The calls run in
-a new random order each round (on a CPU, a small program that follows a large one runs
-slower: a fixed order would favour some). Prints medians, the ratio working tree /
+`batch3x3`), `expm_multiply` with sparse matrices (`grid,grid_jit,markov`), a driven
+spin chain (`ising`) and a gate optimisation's loss (`gate`): see `expm_cases`,
+`action_cases`, `ising_case` and `gate_case`. The calls run in a new random order each
+round (on a CPU, a small program that follows a large one runs slower: a fixed order
+would favour some). Prints medians, the ratio working tree /
 commit, and the largest difference of the two versions' results.
 
     python benchmarks/against_commit.py de23c1e [--rounds 1500] [--cases n8,n32,n128,vmap4x4]
@@ -77,6 +78,19 @@ def ising_case():
         final, gradient = ising.odeexpm_functions(10, module=module)
         amplitude = jnp.asarray(ising.AMPLITUDE)
         return {"forward": (final, amplitude), "gradient": (gradient, amplitude)}
+
+    return functions
+
+
+def gate_case():
+    """The 2-qubit gate infidelity of `compile_times.py` (`propagator` of a `Modulated`
+    generator with `PiecewiseConstant` controls, 40 pieces each, Magnus6): its value, and
+    its gradient in the controls."""
+    import compile_times
+
+    def functions(module):
+        loss, _, u = compile_times.loss_functions(2, 40, module=module)
+        return {"forward": (loss, u), "gradient": (jax.grad(loss), u)}
 
     return functions
 
@@ -153,7 +167,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions = {"tree": odeexpm, "commit": import_commit(options.commit, Path(folder))}
         rng = np.random.default_rng(0)
-        cases = {**expm_cases(rng), **action_cases(rng), "ising": ising_case()}
+        cases = {**expm_cases(rng), **action_cases(rng), "ising": ising_case(), "gate": gate_case()}
         names = options.cases.split(",")
         calls, results = {}, {}
         for case in names:

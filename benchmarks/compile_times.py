@@ -28,13 +28,16 @@ import time
 DURATION = 5.0
 
 
-def loss_functions(qubits: int, pieces: int):
+def loss_functions(qubits: int, pieces: int, module=None):
     """`(odeexpm_loss, diffrax_loss, u)`: the two losses of the controls `u`, shape
-    `(pieces, qubits)`, and random controls."""
+    `(pieces, qubits)`, and random controls (`module`: odeexpm, or another version of
+    it)."""
     import diffrax
     import jax.numpy as jnp
     import numpy as np
-    import odeexpm
+
+    if module is None:
+        import odeexpm as module
 
     eye, x, z = jnp.eye(2), jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.diag(jnp.array([1.0, -1.0]))
 
@@ -56,9 +59,9 @@ def loss_functions(qubits: int, pieces: int):
         return 1 - jnp.abs(jnp.trace(target.conj().T @ U)) ** 2 / d**2
 
     def odeexpm_loss(u):
-        coefficients = odeexpm.PiecewiseConstant(times, u)
-        generator = odeexpm.Modulated(-1j * drift, -1j * controls, coefficients)
-        return infidelity(odeexpm.propagator(generator, 0.0, DURATION))
+        coefficients = module.PiecewiseConstant(times, u)
+        generator = module.Modulated(-1j * drift, -1j * controls, coefficients)
+        return infidelity(module.propagator(generator, 0.0, DURATION))
 
     def diffrax_loss(u):
         def vector_field(t, U, args):

@@ -1,6 +1,8 @@
 """The Magnus solvers: order of convergence, unitarity over thousands of steps, their
 error estimates, the step exponential, and their use inside `diffrax.diffeqsolve`."""
 
+import re
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -325,3 +327,47 @@ def test_step_exponential_under_vmap_squares_only_what_the_batch_needs():
         assert rel_err(got, scipy.linalg.expm(x)) < 1e-13
     jaxpr = str(jax.make_jaxpr(jax.vmap(step_exponential))(jnp.asarray(batch)))
     assert "cond[" in jaxpr
+
+
+def test_step_exponential_at_the_squaring_thresholds():
+    # Norms at, just below and just above `theta 2^i`, where the number of squarings
+    # changes: exact to rounding on both sides, and refused only beyond the range.
+    from odeexpm._solver.exponential import _degree
+    from odeexpm._solver.polynomial import largest_alpha
+
+    theta = largest_alpha(_degree(jnp.float64), jnp.float64)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 5))
+    x /= np.abs(x).sum(axis=0).max()  # ||x||_1 = 1
+    for i in range(5):
+        for norm in theta * 2.0**i * np.array([1 - 1e-15, 1.0, 1 + 1e-15]):
+            E, ok = step_exponential(jnp.asarray(norm * x))
+            assert bool(ok) == (norm <= step_range(jnp.float64)), norm
+            if ok:
+                assert rel_err(E, scipy.linalg.expm(norm * x)) < 1e-13, norm
+
+
+@pytest.mark.parametrize("solver", [odeexpm.Magnus6(), odeexpm.Magnus8()], ids=repr)
+def test_a_step_looks_up_piecewise_controls_once(solver):
+    # The samples of a step at its nodes come from one vmapped evaluation of the
+    # generator, so a table lookup (here `PiecewiseConstant`'s search of its times)
+    # compiles once per step rather than once per node (5 for Magnus6), in a smaller
+    # and faster program.
+    X, Z = jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.diag(jnp.array([1.0, -1.0]))
+    times = jnp.linspace(0.0, 5.0, 41)
+
+    def propagator(u):
+        controls = odeexpm.PiecewiseConstant(times, u)
+        generator = odeexpm.Modulated(-1j * Z, -1j * X[None], controls)
+        return odeexpm.propagator(generator, 0.0, 5.0, solver=solver)
+
+    u = jnp.asarray(np.random.default_rng(6).standard_normal((40, 1)))
+    text = jax.jit(propagator).lower(u).compile().as_text()
+    lookups = sum(bool(re.search(r"\bwhile\(.*searchsorted", line)) for line in text.splitlines())
+    assert lookups <= 2
+    # Against SciPy: the product of the pieces' exponentials.
+    expected = np.eye(2)
+    for k in range(40):
+        piece = -1j * (np.asarray(Z) + float(u[k, 0]) * np.asarray(X)) * (5.0 / 40)
+        expected = scipy.linalg.expm(piece) @ expected
+    assert rel_err(propagator(u), expected) < 1e-9

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Inexact, Real
 
-from .._linalg import halvings, matmul, norm1, power_of_two
+from .._linalg import matmul, norm1
 from .action import taylor_action
 from .polynomial import cheapest_degree, largest_alpha, taylor_polynomial
 
@@ -53,8 +53,11 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     # and the powers' norms cost more than the squarings they would save.)
     norm = jax.lax.stop_gradient(norm1(x))
     ok = norm <= step_range(x.dtype)
-    squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
-    e = taylor_polynomial(x * power_of_two(-squarings, x.dtype), degree)
+    # (A few comparisons and a table rather than `halvings` and `power_of_two`, whose
+    # `frexp` and `ldexp` compile to about 200 instructions in every adaptive step.)
+    squarings = sum((norm >= theta * 2.0**i).astype(jnp.int32) for i in range(MAX_STEP_SQUARINGS))
+    scales = jnp.asarray([2.0**-i for i in range(MAX_STEP_SQUARINGS + 1)], norm.dtype)
+    e = taylor_polynomial(x * scales[squarings], degree)
 
     def square(e, i):
         # Under `vmap` a squaring runs only where some matrix of the batch needs it (with

@@ -39,13 +39,18 @@ class Samples:
     """What a Magnus step reads of the generator in one step.
 
     - `matrix(t)`: the generator `A(t, args)` (a dense matrix, or an operator).
+    - `matrices(t, h, nodes)`: `A(t + c_j h)` for each node `c_j`.
     - `commutators`: the `Commutators` of a `Modulated` generator
       (`A = sum_k e_k(t) B_k` with `B = (A0, A1, ..., AK)`, `e = (1, f_1, ..., f_K)`)
       where the solver computed them, else `None`;
     - `parts`: the `ModulatedParts` (the `B` in their fast forms) of an operator-valued
       `Modulated` generator, where the solver computed them, else `None`;
-    - `coordinates(t)`: then `e(t)`;
+    - `coordinates(t, h, nodes)`: then `e(t + c_j h)` for each node, stacked;
     - `combinations(t, h, nodes, rows)`: `sum_j w_j A(t + c_j h)` for each row `w`.
+
+    Samples at several nodes come from one evaluation vmapped over the nodes: a
+    generator that looks up a table (`PiecewiseConstant` controls, `Interpolated`) then
+    compiles one lookup per step, not one per node, and reverse mode one more.
     """
 
     def __init__(self, term: LinearTerm, args: PyTree, precomputed: PyTree):
@@ -56,9 +61,25 @@ class Samples:
     def matrix(self, t: Real[ArrayLike, ""]) -> Any:  # a dense matrix, or an operator
         return self._term.matrix(t, self._args)
 
-    def coordinates(self, t: Real[ArrayLike, ""]) -> Inexact[Array, " m"]:
-        controls = merge_complex(self._term.generator).controls(t, merge_complex(self._args))
-        return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
+    def matrices(
+        self, t: Real[ArrayLike, ""], h: Real[ArrayLike, ""], nodes: tuple[float, ...]
+    ) -> Any:
+        """`A(t + c_j h)` for each node `c_j`: stacked, shape `(len(nodes), n, n)`, for a
+        dense generator; a list of operators otherwise."""
+        times = _node_times(t, h, nodes)
+        if is_operator(eqx.filter_eval_shape(self.matrix, times[0])):
+            return [self.matrix(time) for time in times]
+        return jax.vmap(self.matrix)(times)
+
+    def coordinates(
+        self, t: Real[ArrayLike, ""], h: Real[ArrayLike, ""], nodes: tuple[float, ...]
+    ) -> Inexact[Array, "nodes m"]:
+        def at(time):
+            generator = merge_complex(self._term.generator)
+            controls = generator.controls(time, merge_complex(self._args))
+            return jnp.concatenate([jnp.ones((1,), controls.dtype), controls])
+
+        return jax.vmap(at)(_node_times(t, h, nodes))
 
     def combinations(
         self,
@@ -72,10 +93,10 @@ class Samples:
         the `Modulated` parts, with the controls combined)."""
         if self.parts is not None:
             parts = (self.parts.drift, *self.parts.operators)
-            coordinates = jnp.stack([self.coordinates(t + c * h) for c in nodes])
+            coordinates = self.coordinates(t, h, nodes)
             return [Combination(parts, jnp.asarray(w) @ coordinates) for w in rows]
-        samples = [self.matrix(t + c * h) for c in nodes]
-        if is_operator(samples[0]):
+        samples = self.matrices(t, h, nodes)
+        if isinstance(samples, list):
             return [Combination(tuple(samples), jnp.asarray(w)) for w in rows]
         return [sum(w_j * a for w_j, a in zip(w, samples) if w_j != 0) for w in rows]
 
@@ -218,6 +239,13 @@ class AbstractStepDoublingMagnus(AbstractMagnus):
         y_whole, _, ok3 = self.propagate(samples, t, h, y)
         doubling = (y1 - y_whole) / (2 ** self.order(None) - 1)
         return y1, doubling + error1 + error2, ok1 & ok2 & ok3
+
+
+def _node_times(
+    t: Real[ArrayLike, ""], h: Real[ArrayLike, ""], nodes: tuple[float, ...]
+) -> Real[Array, " k"]:
+    """`t + c_j h` for each node `c_j`."""
+    return t + jnp.asarray(nodes, jnp.result_type(t, h)) * h
 
 
 def _times(a, y: Inexact[Array, " n *k"]) -> Inexact[Array, " n *k"]:

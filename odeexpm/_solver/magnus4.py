@@ -31,10 +31,10 @@ class Magnus4(AbstractStepDoublingMagnus):
 
     def propagate(self, samples, t, h, y):
         if samples.commutators is None:
-            a1, a2 = (samples.matrix(t + c * h) for c in GAUSS2)
+            a1, a2 = samples.matrices(t, h, GAUSS2)
             omega = 0.5 * h * (a1 + a2) + (SQRT3 / 12) * h**2 * commutator(a2, a1)
         else:
-            e1, e2 = (samples.coordinates(t + c * h) for c in GAUSS2)
+            e1, e2 = samples.coordinates(t, h, GAUSS2)
             omega = samples.commutators.combine(
                 0.5 * h * (e1 + e2), (SQRT3 / 12) * h**2 * outer(e2, e1)
             )

@@ -56,8 +56,8 @@ class Magnus6(AbstractMagnus):
     def advance(self, samples, t, h, y):
         if samples.commutators is not None:
             return self._advance_modulated(samples, t, h, y)
-        matrix = samples.matrix
-        a_1, a_2, a_3 = (matrix(t + c * h) for c in GAUSS3)
+        # The Gauss nodes, and the step's ends for the error estimate.
+        a_1, a_2, a_3, a_start, a_end = samples.matrices(t, h, (*GAUSS3, 0.0, 1.0))
         a1 = h * a_2
         a2 = (SQRT15 / 3) * h * (a_3 - a_1)
         a3 = (10.0 / 3) * h * (a_3 - 2 * a_2 + a_1)
@@ -65,7 +65,7 @@ class Magnus6(AbstractMagnus):
         c2 = (-1.0 / 60) * commutator(a1, 2 * a3 + c1)
         omega6 = a1 + a3 / 12 + (1.0 / 240) * commutator(-20 * a1 - a3 + c1, a2 + c2)
         y1, ok = apply_exponential(omega6, y)
-        omega4 = (h / 6) * (matrix(t) + 4 * a_2 + matrix(t + h)) - c1 / 12
+        omega4 = (h / 6) * (a_start + 4 * a_2 + a_end) - c1 / 12
         return y1, error_estimate(omega6 - omega4, y1), ok
 
     def _advance_modulated(self, samples, t, h, y):
@@ -74,13 +74,13 @@ class Magnus6(AbstractMagnus):
         # the terms of the formula above up to O(h^6) ([a3, C2] and [C1, C2] are O(h^7)):
         #   Omega6 = a1 + a3/12 - C1/12 + 1/240 (-[a3, a2] - [a2, [a1, a2]]
         #            + 2/3 [a1, [a1, a3]] + 1/3 [a1, [a1, [a1, a2]]])
-        e_1, e_2, e_3 = (samples.coordinates(t + c * h) for c in GAUSS3)
+        e_1, e_2, e_3, e_start, e_end = samples.coordinates(t, h, (*GAUSS3, 0.0, 1.0))
         w1 = h * e_2
         w2 = (SQRT15 / 3) * h * (e_3 - e_1)
         w3 = (10.0 / 3) * h * (e_3 - 2 * e_2 + e_1)
         third = (1.0 / 240) * (-outer(w2, w1, w2) + (2.0 / 3) * outer(w1, w1, w3))
         fourth = (1.0 / 720) * outer(w1, w1, w1, w2)
-        simpson = (h / 6) * (samples.coordinates(t) + 4 * e_2 + samples.coordinates(t + h))
+        simpson = (h / 6) * (e_start + 4 * e_2 + e_end)
         omega6 = samples.commutators.combine(
             w1 + w3 / 12, -outer(w1, w2) / 12 - outer(w3, w2) / 240, third, fourth
         )

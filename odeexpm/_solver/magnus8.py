@@ -53,7 +53,7 @@ class Magnus8(AbstractMagnus):
 
     def advance(self, samples, t, h, y):
         nodes, to_powers, series = magnus_series(4, 7)
-        e = jnp.stack([samples.coordinates(t + c * h) for c in nodes])
+        e = samples.coordinates(t, h, nodes)
         x = h * jnp.asarray(to_powers, e.dtype) @ e  # x[j]: coordinates of h C_j
         weights = []
         for words, coefficients in series:  # the words of one length k
