@@ -6,7 +6,9 @@ u_2(t) X_2` on 2 qubits (`--qubits 3`: 3 qubits and 3 controls), with `--pieces`
 piecewise-constant values per control on `[0, 5]`. The first call of
 `jax.jit(jax.value_and_grad(loss))` is timed in a fresh process each time (nothing is
 cached between them), split into tracing (`lower`) and compilation (`compile`), the
-processes of the two alternating:
+processes of the two alternating. Times are the process's CPU time (`time.process_time`):
+on a shared virtual machine wall time also counts the time the machine was not running
+it, which moved the medians by 20%.
 
 - odeexpm: `odeexpm.propagator` of an `odeexpm.Modulated` generator with
   `odeexpm.PiecewiseConstant` controls, at its defaults (Magnus6);
@@ -96,11 +98,11 @@ def first_call(which: str, qubits: int, pieces: int) -> None:
     odeexpm_loss, diffrax_loss, u = loss_functions(qubits, pieces)
     loss = odeexpm_loss if which == "odeexpm" else diffrax_loss
     function = jax.jit(jax.value_and_grad(loss))
-    start = time.perf_counter()
+    start = time.process_time()
     lowered = function.lower(u)
-    traced = time.perf_counter()
+    traced = time.process_time()
     compiled = lowered.compile()
-    done = time.perf_counter()
+    done = time.process_time()
     value, _ = jax.block_until_ready(compiled(u))
     print(f"{traced - start} {done - traced} {float(value)}")
 
@@ -127,7 +129,7 @@ def main() -> None:
             runs[which].append((trace, compile_, loss))
     print(
         f"{options.qubits} qubits, {options.pieces} pieces per control: first call of "
-        "jax.jit(jax.value_and_grad(loss)), seconds (median, range over "
+        "jax.jit(jax.value_and_grad(loss)), CPU seconds (median, range over "
         f"{options.runs} fresh processes)"
     )
     for which, rows in runs.items():
