@@ -5,18 +5,19 @@ A driven Kerr oscillator with loss, truncated to `n` levels:
     H(t) = Delta a^H a + K/2 a^H a^H a a + eps cos(t) (a + a^H),   L = sqrt(kappa) a,
 
 from the vacuum to `T = 10`. odeexpm runs at its defaults (`odeexpm.evolve` of an
-`odeexpm.Lindblad` with sparse operators). Each baseline runs at the loosest tolerance
-(from 1e-5 down to 1e-13) whose error is at most odeexpm's, so that times compare at
-matched error. Errors are relative Frobenius-norm errors of `rho(T)` against an
-independent reference: the vectorized `n^2 x n^2` Liouvillian (Kronecker products,
-sparse) solved by plain diffrax `Dopri8` at `rtol = atol = 1e-13`. Gradients are of the
-mean photon number at `T` with respect to `eps` (reverse mode). Times are medians of
-interleaved repeats after compilation, in one process.
+`odeexpm.Lindblad` with sparse operators), or at `rtol = atol = --tolerance`. Each
+baseline runs at the loosest tolerance (from 1e-5 down to 1e-13) whose error is at most
+odeexpm's, so that times compare at matched error. Errors are relative Frobenius-norm
+errors of `rho(T)` against an independent reference: the vectorized `n^2 x n^2`
+Liouvillian (Kronecker products, sparse) solved by plain diffrax `Dopri8` at `rtol =
+atol = 1e-13`. Gradients are of the mean photon number at `T` with respect to `eps`
+(reverse mode). Times are medians of interleaved repeats after compilation, in one
+process.
 
 dynamiqs and QuTiP are benchmark dependencies only (`pip install dynamiqs qutip`); a
 missing one is skipped. QuTiP has no gradients.
 
-    python benchmarks/lindblad.py [--n 32] [--repeats 5]
+    python benchmarks/lindblad.py [--n 32] [--repeats 5] [--tolerance 1e-9]
 """
 
 import argparse
@@ -68,7 +69,7 @@ def error(rho, ref):
     return float(np.linalg.norm(np.asarray(rho) - ref) / np.linalg.norm(ref))
 
 
-def odeexpm_functions(n):
+def odeexpm_functions(n, tolerance=None):
     a, H0, H1 = operators(n)
     bcoo = lambda x: sparse.BCOO.fromdense(jnp.asarray(x))  # noqa: E731
     H = odeexpm.Modulated(bcoo(H0), [bcoo(H1)], [lambda t, eps: eps * jnp.cos(t)])
@@ -76,7 +77,9 @@ def odeexpm_functions(n):
     rho0 = np.zeros((n, n))
     rho0[0, 0] = 1.0
     number = jnp.asarray(a.T @ a)
-    final = jax.jit(lambda eps: odeexpm.evolve(lindblad, rho0, 0.0, T, args=eps))
+    final = jax.jit(
+        lambda eps: odeexpm.evolve(lindblad, rho0, 0.0, T, args=eps, rtol=tolerance, atol=tolerance)
+    )
     photons = lambda eps: jnp.real(jnp.trace(number @ final(eps)))  # noqa: E731
     return final, jax.jit(jax.grad(photons))
 
@@ -124,10 +127,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--tolerance", type=float, help="odeexpm's rtol = atol (default: its defaults)"
+    )
     options = parser.parse_args()
     n = options.n
     REF = reference(n)
-    final, gradient = odeexpm_functions(n)
+    final, gradient = odeexpm_functions(n, options.tolerance)
     rho = block(final(EPS))
     block(gradient(EPS))
     ours = error(rho, REF)
@@ -139,7 +145,8 @@ def main():
     )
     forward = {"odeexpm": final}
     backward = {"odeexpm": gradient}
-    rows = {"odeexpm": ("defaults", ours)}
+    setting = "defaults" if options.tolerance is None else f"tol {options.tolerance:g}"
+    rows = {"odeexpm": (setting, ours)}
     candidates = []
     try:
         import dynamiqs  # noqa: F401

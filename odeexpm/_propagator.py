@@ -45,7 +45,8 @@ def propagator(
     - `A`: the generator: an `odeexpm.AbstractGenerator` (`Constant`,
       `PiecewiseConstant`, `Modulated`, `Interpolated`, or your own subclass, whose
       array fields are differentiable parameters) or any callable `A(t, args)` returning
-      an `(n, n)` array, real or complex (float32, float64, complex64, complex128). For
+      an `(n, n)` array, real or complex (float32, float64, complex64, complex128). A
+      Magnus step samples `A` at its nodes under `jax.vmap` (one evaluation per step). For
       an `odeexpm.Lindblad` master equation the result is its `(n^2, n^2)`
       superoperator on column-stacked `vec(rho)`.
     - `t0`, `t1`: real scalars; `t1 < t0` integrates backwards.
