@@ -39,7 +39,7 @@ class Samples:
     """What a Magnus step reads of the generator in one step.
 
     - `matrix(t)`: the generator `A(t, args)` (a dense matrix, or an operator).
-    - `matrices(t, h, nodes)`: `A(t + c_j h)` for each node `c_j`.
+    - `matrices(t, h, nodes)`: `A(t + c_j h)` for each node `c_j` (a dense generator).
     - `commutators`: the `Commutators` of a `Modulated` generator
       (`A = sum_k e_k(t) B_k` with `B = (A0, A1, ..., AK)`, `e = (1, f_1, ..., f_K)`)
       where the solver computed them, else `None`;
@@ -63,13 +63,9 @@ class Samples:
 
     def matrices(
         self, t: Real[ArrayLike, ""], h: Real[ArrayLike, ""], nodes: tuple[float, ...]
-    ) -> Any:
-        """`A(t + c_j h)` for each node `c_j`: stacked, shape `(len(nodes), n, n)`, for a
-        dense generator; a list of operators otherwise."""
-        times = _node_times(t, h, nodes)
-        if is_operator(eqx.filter_eval_shape(self.matrix, times[0])):
-            return [self.matrix(time) for time in times]
-        return jax.vmap(self.matrix)(times)
+    ) -> Inexact[Array, "nodes n n"]:
+        """`A(t + c_j h)` for each node `c_j` of a dense generator, stacked."""
+        return jax.vmap(self.matrix)(_node_times(t, h, nodes))
 
     def coordinates(
         self, t: Real[ArrayLike, ""], h: Real[ArrayLike, ""], nodes: tuple[float, ...]
@@ -95,9 +91,10 @@ class Samples:
             parts = (self.parts.drift, *self.parts.operators)
             coordinates = self.coordinates(t, h, nodes)
             return [Combination(parts, jnp.asarray(w) @ coordinates) for w in rows]
+        if is_operator(eqx.filter_eval_shape(self.matrix, t)):
+            samples = tuple(self.matrix(time) for time in _node_times(t, h, nodes))
+            return [Combination(samples, jnp.asarray(w)) for w in rows]
         samples = self.matrices(t, h, nodes)
-        if isinstance(samples, list):
-            return [Combination(tuple(samples), jnp.asarray(w)) for w in rows]
         return [sum(w_j * a for w_j, a in zip(w, samples) if w_j != 0) for w in rows]
 
 
