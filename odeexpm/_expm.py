@@ -30,10 +30,12 @@ def expm(
     """The matrix exponential `exp(t A)`, computed as the solution of a linear ODE.
 
     `X(s) = exp(s A)` solves `dX/ds = A X`, `X(0) = I`. By default `expm` uses the
-    semigroup property `exp(tA) = exp(tA / 2^k)^(2^k)`: it solves the ODE with
-    `diffrax.diffeqsolve` over the short interval `[0, t / 2^k]`, where the powers of
-    `t A / 2^k` are small enough for a truncation error below the unit roundoff
-    (Al-Mohy and Higham's bound, far below `||t A||_1` for non-normal `A`), then
+    semigroup property `exp(tA) = exp(tA / 2^k)^(2^k)`: it solves the ODE over the
+    short interval `[0, t / 2^k]`, where the powers of `t A / 2^k` are small enough for
+    a truncation error below the unit roundoff (Al-Mohy and Higham's bound, far below
+    `||t A||_1` for non-normal `A`), so that at the defaults one `odeexpm.Taylor` step
+    covers it (taken without `diffrax.diffeqsolve`'s loop; another `solver`,
+    `stepsize_controller` or diffrax `adjoint` runs `diffrax.diffeqsolve`), then
     squares the result `k` times (exactly on the diagonal and first off-diagonal for
     triangular `A`); where taking out the mean eigenvalue `mu` would leave no squaring
     of several, it takes `exp(mu) exp(tA - mu I)` instead, with none (a near multiple
@@ -69,7 +71,8 @@ def expm(
       derivatives such as Hessian-vector products `jax.jvp(jax.grad(f), ...)`),
       `diffrax.ForwardMode()` (forward mode: `jax.jvp`, `jax.jacfwd`).
     - `max_steps`: step budget of the ODE solve.
-    - `throw`: if `True` (default) a failure (non-finite input, exhausted step budget)
+    - `throw`: if `True` (default) a failure (non-finite input, exhausted step budget,
+      `||tA||_1` beyond the reach of 64 squarings)
       raises an error, under `jax.jit` too. If `False` the failed entries are NaN and
       the failure is reported in the statistics (use `return_stats=True`).
     - `return_stats`: if `True` return `(X, stats)` with an `odeexpm.Stats`

@@ -23,6 +23,10 @@ class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
         "odeexpm: the input contains non-finite values (NaN or inf); there is no "
         "meaningful exponential to return."
     )
+    beyond_scaling = (
+        "odeexpm: ||tA||_1 is beyond the reach of scaling and squaring (more than 64 "
+        "squarings, ||tA||_1 above about 1e19): exp(tA) cannot be computed accurately."
+    )
     overflow = (
         "odeexpm: the result overflowed (inf or NaN from finite input): exp(tA) exceeds "
         "the range of the dtype. Use a wider dtype or a smaller t."

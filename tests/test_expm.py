@@ -149,6 +149,41 @@ def test_compiles_once_per_shape(caplog):
     assert count_compiles(caplog, grad, B, 0.5) == 0
 
 
+def test_default_solve_is_the_one_step_diffrax_takes():
+    # At the defaults the scaled solve is one Taylor step, taken without diffrax's loop:
+    # bitwise what diffeqsolve returns (an explicit controller keeps diffeqsolve), with
+    # fewer loops to compile.
+    A = random_matrix(6, 3, scale=3.0)
+    complex_batch = np.stack([random_matrix(4, s) + 1j * random_matrix(4, s + 9) for s in (1, 2)])
+    controller = diffrax.PIDController(rtol=1e-13, atol=1e-13)
+    for M in (A, complex_batch):
+        X, stats = odeexpm.expm(M, return_stats=True)
+        Y = odeexpm.expm(M, stepsize_controller=controller)
+        np.testing.assert_array_equal(np.asarray(X), np.asarray(Y))
+        assert np.all(np.asarray(stats.num_accepted_steps) == 1)
+
+    def loops(**options):
+        return jax.jit(lambda A: odeexpm.expm(A, **options)).lower(A).as_text().count("while")
+
+    assert loops() < loops(stepsize_controller=controller)
+    gradient = jax.grad(lambda A: odeexpm.expm(A)[0, 1])(A)
+    expected = jax.grad(lambda A: odeexpm.expm(A, stepsize_controller=controller)[0, 1])(A)
+    np.testing.assert_array_equal(np.asarray(gradient), np.asarray(expected))
+
+
+def test_beyond_the_reach_of_scaling():
+    # A rotation by 1e25 rad needs more than 64 squarings: refused, not a wrong number.
+    A = 1e25 * np.array([[0.0, 1.0], [-1.0, 0.0]])
+    X, stats = odeexpm.expm(A, return_stats=True, throw=False)
+    assert stats.result == odeexpm.RESULTS.beyond_scaling
+    assert np.all(np.isnan(np.asarray(X)))
+    with pytest.raises(Exception, match="beyond the reach of scaling"):
+        odeexpm.expm(A)
+    # A nilpotent matrix of that norm is in reach (its powers vanish).
+    N = np.array([[0.0, 1e25], [0.0, 0.0]])
+    assert rel_err(odeexpm.expm(N), np.eye(2) + N) < 1e-15
+
+
 def test_stats():
     A = 1000.0 * np.array([[0.0, 1.0], [-1.0, 0.0]])
     X, stats = odeexpm.expm(A, return_stats=True)
