@@ -53,7 +53,8 @@ def expm(
       `t A` (from `||t A||_1` for solvers other than `odeexpm.Taylor`);
       an `int` `k >= 0` forces exactly `k` (`0` is the plain ODE solve).
     - `solver`: any `diffrax.AbstractSolver`. Default: `odeexpm.Taylor`, a Taylor
-      polynomial step for constant generators (degree 21, in 5 matrix products); with
+      polynomial step for constant generators (degree 21, in 5 matrix products; degree
+      12, in 4, for matrices of 64 rows or more that need no squaring); with
       `adjoint=diffrax.BacksolveAdjoint()`, `diffrax.Dopri8()` in double precision and
       `diffrax.Tsit5()` in single precision.
     - `stepsize_controller`: any diffrax step-size controller; or use the shortcut

@@ -17,13 +17,16 @@ import scipy.linalg
 from odeexpm import harness
 from odeexpm._scaling import ExactBand
 from odeexpm._solver.polynomial import (
+    LOWER_DEGREE_FROM,
     _excess,
     cheapest_degree,
     largest_alpha,
     num_products,
     power_norm_bound,
+    taylor_from_powers,
     taylor_polynomial,
     taylor_powers,
+    taylor_step_polynomial,
     truncation_bound,
 )
 from odeexpm.harness._cases import expm_case
@@ -275,7 +278,7 @@ def test_cheapest_degree():
     assert 1.1 < largest_alpha(18, jnp.float64) < 1.2
 
 
-@pytest.mark.parametrize("degree", [18, 21])
+@pytest.mark.parametrize("degree", [12, 18, 21])
 def test_evaluation_schemes_are_the_series(degree):
     # On the shift matrix J (ones above the diagonal), J^k has ones on the k-th
     # superdiagonal: the k-th superdiagonal of T(J) is the scheme's coefficient of x^k.
@@ -295,6 +298,32 @@ def test_evaluation_schemes_are_the_series(degree):
     # The bound is the measured tail at alpha = ||J||: every coefficient beyond degree.
     tail = sum(abs(coefficients[k] - 1 / math.factorial(k)) for k in range(degree + 1, n))
     assert tail <= float(truncation_bound(jnp.asarray(1.0), degree)) * (1 + 1e-12)
+
+
+def test_steps_take_degree_12_where_alpha_allows():
+    # A degree-21 step on a large enough matrix evaluates degree 12 (4 products, not 5)
+    # where every alpha of the batch is within its reach, with that degree's bound.
+    n = LOWER_DEGREE_FROM
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, n)) / n
+    theta = largest_alpha(12, jnp.float64)
+    for scale in (0.5 * theta, 3 * theta):
+        powers = taylor_powers(jnp.asarray(scale * x / np.abs(x).sum(0).max()), 21)
+        alpha = power_norm_bound(powers, 21)
+        within = float(alpha) <= theta
+        assert within == (scale < theta)
+        T, bound = taylor_step_polynomial(powers, alpha, 21)
+        assert float(bound) == float(truncation_bound(alpha, 12 if within else 21))
+        assert float(bound) <= U
+        expected = taylor_from_powers(powers, 12 if within else 21)
+        np.testing.assert_allclose(np.asarray(T), np.asarray(expected), rtol=0, atol=1e-15)
+        assert rel_err(T, scipy.linalg.expm(np.asarray(powers[1]))) < 1e-15
+    # Batches: degree 12 only where every matrix allows it.
+    small, large = (taylor_powers(jnp.asarray(s * x), 21) for s in (0.1, 10.0))
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), small, large)
+    alphas = jax.vmap(lambda p: power_norm_bound(p, 21))(both)
+    _, bounds = jax.vmap(lambda p, a: taylor_step_polynomial(p, a, 21))(both, alphas)
+    assert float(bounds[0]) == float(truncation_bound(alphas[0], 21))
 
 
 def test_exp_divided_difference_against_mpmath():

@@ -9,6 +9,9 @@
   bound counts;
 - degree 18 by the scheme of Bader, Blanes and Casas (Mathematics 7 (2019) 1174):
   5 products, where Paterson-Stockmeyer needs 7;
+- degree 12 by a formula of Sastre's form (Linear Algebra Appl. 539 (2018) 229), exactly
+  the series: 4 products, where Paterson-Stockmeyer needs 5. A step of degree 21 takes it
+  where `alpha` allows (`taylor_step_polynomial`);
 - any other degree by Paterson-Stockmeyer: about `2 sqrt(m)` products.
 """
 
@@ -16,6 +19,7 @@ import functools
 import math
 from fractions import Fraction
 
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Real
@@ -49,19 +53,34 @@ _T21_C = (
     6.865706355662834e-01, 3.233370163085380e00, -5.726379787260966e00,
     -1.413550099309667e-02, -1.638413114712016e-01,
 )  # fmt: skip
-# Degrees with a scheme of their own (the others use Paterson-Stockmeyer).
-_SCHEMES = (18, 21)
+# Coefficients of the degree-12 formula, `y0 = X^3 (c1 X^3 + c2 X^2 + c3 X)`,
+# `T12 = (y0 + a3 X^3 + a2 X^2 + a1 X)(y0 + b3 X^3 + b2 X^2) + f y0 + g3 X^3 + X^2 / 2
+# + X + I`: the solution with the smallest coefficients of the equations that match
+# the series term by term (solved with mpmath at 50 digits; `tests/test_testmats.py`
+# checks the match).
+_T12_C = (
+    4.5691089927761735304e-05, 2.7414653956657041183e-04, 2.1931723165325632946e-03,
+    1.6261583454203994347e-02, 1.9550942054103509702e-01, 1.3093238729699402869e00,
+    1.7732587452050736719e-02, 3.8063431169682893854e-02, 5.0188519759285061501e00,
+    1.1682930754905271573e-01,
+)  # fmt: skip
+# Degrees with a scheme of their own (the others use Paterson-Stockmeyer), and the
+# products each spends.
+_SCHEME_PRODUCTS = {12: 4, 18: 5, 21: 5}
+# From this size on, a degree-21 step evaluates degree 12 where `alpha` allows (4
+# products instead of 5); below, products cost too little to pay for the branch.
+LOWER_DEGREE_FROM = 64
 
 
 def num_powers(degree: int) -> int:
     """The highest power of `x` that `taylor_powers` forms for degree `degree`."""
-    return 3 if degree in _SCHEMES else max(1, math.ceil(math.sqrt(degree)))
+    return 3 if degree in _SCHEME_PRODUCTS else max(1, math.ceil(math.sqrt(degree)))
 
 
 def num_products(degree: int) -> int:
     """The matrix products `taylor_polynomial` spends on degree `degree`."""
-    if degree in _SCHEMES:
-        return 5
+    if degree in _SCHEME_PRODUCTS:
+        return _SCHEME_PRODUCTS[degree]
     q = num_powers(degree)
     top = degree // q
     return q - 1 + top - (1 if degree % q == 0 and top > 0 else 0)
@@ -102,7 +121,27 @@ def taylor_from_powers(
         return _sastre_ibanez_defez_21(powers)
     if degree == 18:
         return _bader_blanes_casas_18(powers)
+    if degree == 12:
+        return _sastre_12(powers)
     return _paterson_stockmeyer(powers, degree)
+
+
+def taylor_step_polynomial(
+    powers: tuple[Inexact[Array, "n n"], ...], alpha: Real[Array, ""], degree: int
+) -> tuple[Inexact[Array, "n n"], Real[Array, ""]]:
+    """`(T(x), truncation_bound(alpha, ...))`: `taylor_from_powers(powers, degree)` and its
+    bound, or for degree 21 on matrices of at least `LOWER_DEGREE_FROM` rows, degree 12
+    (4 products instead of 5) where `alpha` is within its reach (`largest_alpha(12)`,
+    0.34 in double precision: a well-scaled matrix that needs no squaring) for every
+    matrix of a batch."""
+    if degree != 21 or powers[0].shape[-1] < LOWER_DEGREE_FROM:
+        return taylor_from_powers(powers, degree), truncation_bound(alpha, degree)
+    within = eqxi.unvmap_all(alpha <= largest_alpha(12, powers[0].dtype))
+    return jax.lax.cond(
+        within,
+        lambda: (taylor_from_powers(powers, 12), truncation_bound(alpha, 12)),
+        lambda: (taylor_from_powers(powers, degree), truncation_bound(alpha, degree)),
+    )
 
 
 def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> Real[Array, ""]:
@@ -236,6 +275,17 @@ def _sastre_ibanez_defez_21(powers, product=matmul):
     return (
         product(y1 + c[12] * x3 + c[13] * x2 + c[14] * x, y1 + c[15] * y0 + c[16] * x)
         + c[17] * y1 + c[18] * y0 + c[19] * x3 + c[20] * x2 + x + eye
+    )  # fmt: skip
+
+
+def _sastre_12(powers, product=matmul):
+    # (`product` and the powers may be exact polynomials, as for `_excess`.)
+    eye, x, x2, x3 = powers
+    c1, c2, c3, a3, a2, a1, b3, b2, f, g3 = _T12_C
+    y0 = product(x3, c1 * x3 + c2 * x2 + c3 * x)
+    return (
+        product(y0 + a3 * x3 + a2 * x2 + a1 * x, y0 + b3 * x3 + b2 * x2)
+        + f * y0 + g3 * x3 + 0.5 * x2 + x + eye
     )  # fmt: skip
 
 
