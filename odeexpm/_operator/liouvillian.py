@@ -272,12 +272,15 @@ def frame_stage_weights(
         def one(liouvillian, c):
             H, K, jumps = liouvillian.banded()
             parts = [H, *jumps] + ([] if K is None else [K])
-            offsets = sorted({o for part in parts for o in part.offsets} - {0})
-            phases = {
-                o: (jnp.cos(c * h * (energies - shift(energies, o))),
-                    jnp.sin(c * h * (energies - shift(energies, o))))
-                for o in offsets
-            }  # fmt: skip
+            offsets = {o for part in parts for o in part.offsets} - {0}
+            phases = {}
+            # The phases of diagonals -o and o are one another's, shifted and conjugated:
+            # `energies[i] - energies[i - o]` is minus the other's entry `i - o`.
+            for o in sorted({abs(o) for o in offsets}):
+                angles = c * h * (energies - shift(energies, o))
+                cos, sin = jnp.cos(angles), jnp.sin(angles)
+                phases[o] = (cos, sin)
+                phases[-o] = (shift(cos, -o), -shift(sin, -o))
             rotated = liouvillian.in_rotating_frame(energies, phases)
             return _StencilWeights.of(*rotated.banded())
 

@@ -1,5 +1,6 @@
 """`Lawson`: explicit Runge-Kutta steps in a frame rotating with the generator's diagonal."""
 
+import functools as ft
 from typing import ClassVar
 
 import diffrax
@@ -7,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Inexact, Real
+from jaxtyping import Array, Inexact, Int, Real
 
 from .._complex import merge_complex, split_complex
 from .._materialize import computed_once
@@ -99,7 +100,14 @@ class Lawson(AbstractLinearSolver):
             stage_times = start + jnp.asarray(nodes[:stages], energies.dtype) * h
             generators = jax.vmap(lambda t: term.matrix(t, args))(stage_times)
             weights = frame_stage_weights(generators, energies, nodes[:stages], h)
-            n = frame.size
+
+            # Recomputed in reverse mode rather than saved: saving each stage's slices of
+            # the weights (some fifty small arrays) made gradients a tenth slower.
+            @ft.partial(jax.checkpoint, prevent_cse=False)
+            def banded_slope(i, v):
+                stage = jax.tree_util.tree_map(lambda x: _at(x, i), weights)
+                return stencil(stage, v.reshape(2, frame.size, frame.size, -1)).reshape(v.shape)
+
         if frame is not None:
             omega = frame.frequencies(y.ndim)
             # The frame's motion over each stage's fraction of the step, and over all of
@@ -115,8 +123,7 @@ class Lawson(AbstractLinearSolver):
 
         def slope(i, v):  # N(t + c h) y(t + c h) in the frame of the step's start
             if banded_lindblad:
-                stage = jax.tree_util.tree_map(lambda x: x[i], weights)
-                return stencil(stage, v.reshape(2, n, n, -1)).reshape(v.shape)
+                return banded_slope(i, v)
             A = term.matrix(start + jnp.asarray(nodes, h.dtype)[i] * h, args)
             y_c = rotate(v, i)
             f = as_pair(apply(A, as_complex(y_c)))
@@ -134,9 +141,14 @@ class Lawson(AbstractLinearSolver):
             rows[i, :i] = tableau.a_lower[i - 1]
         rows = jnp.asarray(rows, v0.dtype)
 
+        # (Indexed as known in range: `x[i]` and `.at[i]` wrap negative indices, which
+        # cost the loop scalar kernels per stage, and a gradient a fifth of its time.)
         def stage(i, slopes):
-            v = v0 + h * jnp.tensordot(rows[i], slopes, axes=1)
-            return slopes.at[i].set(slope(i, v))
+            v = v0 + h * jnp.tensordot(_at(rows, i), slopes, axes=1)
+            update = slope(i, v)[None]
+            return jax.lax.dynamic_update_slice(
+                slopes, update, (i,) + (0,) * v.ndim, allow_negative_indices=False
+            )
 
         slopes = jax.lax.fori_loop(0, stages, stage, jnp.zeros((stages,) + v0.shape, v0.dtype))
 
@@ -154,6 +166,11 @@ class Lawson(AbstractLinearSolver):
             solver_state,
             diffrax.RESULTS.successful,
         )
+
+
+def _at(x: Array, i: Int[Array, ""]) -> Array:
+    """`x[i]` for a loop index `i >= 0`."""
+    return jax.lax.dynamic_index_in_dim(x, i, keepdims=False, allow_negative_indices=False)
 
 
 class _Frame(eqx.Module):
