@@ -102,7 +102,7 @@ class Lawson(AbstractLinearSolver):
             weights = frame_stage_weights(generators, energies, nodes[:stages], h)
 
             # Recomputed in reverse mode rather than saved: saving each stage's slices of
-            # the weights (some fifty small arrays) made gradients a tenth slower.
+            # the weights (some fifty small arrays) made gradients 15% slower.
             @ft.partial(jax.checkpoint, prevent_cse=False)
             def banded_slope(i, v):
                 stage = jax.tree_util.tree_map(lambda x: _at(x, i), weights)
