@@ -145,9 +145,8 @@ class Lawson(AbstractLinearSolver):
         # cost the loop scalar kernels per stage, and a gradient a fifth of its time.)
         def stage(i, slopes):
             v = v0 + h * jnp.tensordot(_at(rows, i), slopes, axes=1)
-            update = slope(i, v)[None]
-            return jax.lax.dynamic_update_slice(
-                slopes, update, (i,) + (0,) * v.ndim, allow_negative_indices=False
+            return jax.lax.dynamic_update_index_in_dim(
+                slopes, slope(i, v), i, 0, allow_negative_indices=False
             )
 
         slopes = jax.lax.fori_loop(0, stages, stage, jnp.zeros((stages,) + v0.shape, v0.dtype))

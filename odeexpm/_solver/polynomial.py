@@ -134,14 +134,14 @@ def taylor_step_polynomial(
     (4 products instead of 5) where `alpha` is within its reach (`largest_alpha(12)`,
     0.34 in double precision: a well-scaled matrix that needs no squaring) for every
     matrix of a batch."""
+
+    def of_degree(m):
+        return taylor_from_powers(powers, m), truncation_bound(alpha, m)
+
     if degree != 21 or powers[0].shape[-1] < LOWER_DEGREE_FROM:
-        return taylor_from_powers(powers, degree), truncation_bound(alpha, degree)
+        return of_degree(degree)
     within = eqxi.unvmap_all(alpha <= largest_alpha(12, powers[0].dtype))
-    return jax.lax.cond(
-        within,
-        lambda: (taylor_from_powers(powers, 12), truncation_bound(alpha, 12)),
-        lambda: (taylor_from_powers(powers, degree), truncation_bound(alpha, degree)),
-    )
+    return jax.lax.cond(within, lambda: of_degree(12), lambda: of_degree(degree))
 
 
 def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> Real[Array, ""]:
