@@ -39,6 +39,11 @@ SCALED_NORM = 1.0
 MAX_SQUARINGS = 64
 # Sweeps of the (simultaneous) balancing iteration at most; each costs O(n^2).
 BALANCE_SWEEPS = 8
+# Balancing is tried only where ||t A||_1 exceeds this. Below, the scaled exponent needs
+# at most 3 squarings, all that balancing could save; its sweeps would cost a batch of
+# small matrices a third of its time (a while loop under vmap runs until every matrix
+# of the batch is balanced).
+BALANCE_FROM = 8.0
 
 
 def scaled_exponent(
@@ -125,15 +130,28 @@ def _times_power(x, factor, j: int):
     return x
 
 
-def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array, " n"]]:
+def balance(
+    A: Inexact[Array, "n n"], t: Real[Array, ""]
+) -> tuple[Inexact[Array, "n n"], Real[Array, " n"]]:
     """A diagonal similarity `B = D^-1 A D`, `D = diag(d)`, that evens out row and column
     norms (as LAPACK's `gebal`, without permutations); returns `(B, d)`.
 
     Badly scaled matrices (Moler's 3x3 has an entry 2e10 but eigenvalues below 64) have a
-    norm far above their spectral radius, which would ask for needless squarings, each
-    amplifying rounding errors. The scales are powers of two, so the similarity is exact.
-    `B` is used only where it lowers the 1-norm.
+    norm far above their spectral radius, which would ask for needless squarings of
+    `exp(tA / 2^k)`, each amplifying rounding errors. The scales are powers of two, so the
+    similarity is exact. `B` is used only where it lowers the 1-norm, and is looked for
+    only where `||t A||_1 > BALANCE_FROM` (8), where it can save more than 3 squarings
+    (a batch skips the sweeps where none of its matrices is above).
     """
+    worth = norm1(jax.lax.stop_gradient(t * A)) > BALANCE_FROM
+    return jax.lax.cond(eqxi.unvmap_any(worth), partial(_balanced, worth), _unbalanced, A)
+
+
+def _unbalanced(A):
+    return A, jnp.ones(A.shape[-1], jnp.finfo(A.dtype).dtype)
+
+
+def _balanced(worth, A):
     real = jnp.finfo(A.dtype).dtype
     magnitude = jnp.abs(jax.lax.stop_gradient(A)) * (1 - jnp.eye(A.shape[-1], dtype=real))
 
@@ -164,7 +182,7 @@ def balance(A: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], Real[Array
     # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
     d = power_of_two(log2_d.astype(jnp.int32), real)
     B = A * (d[None, :] / d[:, None])
-    better = norm1(jax.lax.stop_gradient(B)) < norm1(jax.lax.stop_gradient(A))
+    better = worth & (norm1(jax.lax.stop_gradient(B)) < norm1(jax.lax.stop_gradient(A)))
     return jnp.where(better, B, A), jnp.where(better, d, jnp.ones_like(d))
 
 

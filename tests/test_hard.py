@@ -75,8 +75,8 @@ def test_balancing_stops_when_a_sweep_changes_nothing():
 
     moler = np.array([[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]])
     graded = np.diag(10.0 ** np.arange(6), 1)[:6, :6] + np.diag(10.0 ** -np.arange(5), -1)
-    for A in [moler, graded, np.random.default_rng(0).standard_normal((5, 5))]:
-        B, d = balance(jnp.asarray(A))
+    for A in [moler, graded, 4 * np.random.default_rng(0).standard_normal((5, 5))]:
+        B, d = balance(jnp.asarray(A), jnp.asarray(1.0))
         d_all = every_sweep(A)
         if np.abs(A * (d_all[None, :] / d_all[:, None])).sum(0).max() < np.abs(A).sum(0).max():
             np.testing.assert_array_equal(np.asarray(d), d_all)
@@ -92,5 +92,26 @@ def test_balancing_does_not_swap_coupled_entries_back_and_forth():
     import jax.numpy as jnp
     from odeexpm._scaling import balance
 
-    B, _ = balance(jnp.array([[-700.0, 1.0], [1e6, -700.0]]))
+    B, _ = balance(jnp.array([[-700.0, 1.0], [1e6, -700.0]]), jnp.asarray(1.0))
     assert 500 < abs(B[0, 1]) < 2000 and 500 < abs(B[1, 0]) < 2000
+
+
+def test_balancing_only_where_it_can_save_squarings():
+    # Below ||tA||_1 = BALANCE_FROM a matrix is left as it is (balancing could save at
+    # most 3 squarings); above, it is balanced, under vmap as alone.
+    import jax
+    import jax.numpy as jnp
+    from odeexpm._scaling import BALANCE_FROM, balance
+
+    A = jnp.array([[-1.0, 1e-3], [4.0, -1.0]])  # 1-norm 5, balanced 1-norm about 1.06
+    t_small, t_large = jnp.asarray(1.0), jnp.asarray(2 * BALANCE_FROM / 5)
+    np.testing.assert_array_equal(balance(A, t_small)[1], [1.0, 1.0])
+    B, d = balance(A, t_large)
+    assert float(jnp.abs(B).sum(0).max()) < 1.5 and not np.all(np.asarray(d) == 1)
+    batch = jnp.stack([A, 20 * A, A.T])
+    B_batch, d_batch = jax.vmap(balance, in_axes=(0, None))(batch, t_small)
+    for i in range(3):
+        B_i, d_i = balance(batch[i], t_small)
+        np.testing.assert_array_equal(B_batch[i], B_i)
+        np.testing.assert_array_equal(d_batch[i], d_i)
+    assert np.all(np.asarray(d_batch[0]) == 1) and not np.all(np.asarray(d_batch[1]) == 1)
