@@ -47,12 +47,14 @@ def _within_scipy(error, scipy_error, kappa, n, slack=1.0):
 
 
 # Misses of the forward goal, as factors of its allowance, both outside the stability
-# line and at the conditioning limit, in a fresh environment of 2026-12-02 (SciPy 1.17.1
-# and 1.17.0 alike, numpy 2.4.6; the same odeexpm passed in earlier sessions' ones, where
-# SciPy's own errors were larger): Godunov's
-# 7x7 (kappa_exp = 8.7e8), 2.14e-3 against SciPy's 1.71e-3 (9.9e-3 before); the
-# negated Najfeld and Havel 3x3 (kappa_exp = 1.8e7), 3.3e-8 in this test's batch (1.6e-8
-# alone, in the harness) against SciPy's 2.6e-8 (1.4e-8 before).
+# line and at the conditioning limit. odeexpm's errors do not depend on OpenBLAS (and
+# were the same on the machines of 2026-12-02 and 12-03); SciPy's move with the kernels
+# its OpenBLAS picks for the CPU (measured 2026-12-03 with
+# OPENBLAS_CORETYPE=Haswell, SkylakeX and Sandybridge, SciPy 1.17.1, numpy 2.4.6).
+# Godunov's 7x7 (kappa_exp = 8.7e8): 2.14e-3 against SciPy's 1.71e-3 (Haswell), 9.9e-3
+# and 9.5e-3 (the others). The negated Najfeld and Havel 3x3 (kappa_exp = 1.8e7): 3.3e-8
+# in this test's batch (1.6e-8 alone, in the harness) against SciPy's 2.6e-8 (Haswell),
+# 1.4e-8 and 6.0e-9 (inside the line: within 10 times).
 KNOWN_FORWARD_MISSES = {"amh-29-godunov-10": 1.4, "amfh-05-najfeld-havel": 1.4}
 
 
@@ -92,19 +94,20 @@ def test_gradient_within_scipy(case):
 
 
 # Misses of the gradient goal with the harness's cotangent `W` (seeded by the case's
-# name), as factors of its allowance: rounding noise at the conditioning limit, not a
-# flaw of the evaluation (its polynomial and tangent are accurate to 1e-15 on the scaled
-# matrices of all three). Najfeld and Havel's 3x3 (kappa_exp = 1.8e7, u kappa_exp =
-# 2e-9): 1.2e-9, 17.6 times SciPy's 6.7e-11; over 8 random cotangents the two are
-# within a factor 3.5 of each other either way, and forcing 9 to 16 squarings moves this
-# error between 1e-9 and 2.4e-8. Its negation: 4.6e-8 against SciPy's 2.0e-8, just
-# outside the line. Godunov's 7x7: 1.66e-4 against SciPy's 1.55e-4, both far outside
-# the line (1.07 times SciPy for random cotangents too; 3e-6 to 1.4e-4 with 6 to 9
-# squarings or other degrees).
+# name, normalized exactly: the same on every machine), as factors of its allowance:
+# rounding noise at the conditioning limit, not a flaw of the evaluation (its polynomial
+# and tangent are accurate to 1e-15 on the scaled matrices), measured against SciPy on
+# the three OpenBLAS kernels above. Godunov's 7x7: 1.66e-4 against SciPy's 9.9e-5,
+# 1.55e-4 and 8.1e-5 (Haswell, SkylakeX, Sandybridge), both far outside the line (3e-6 to
+# 1.4e-4 with 6 to 9 squarings or other degrees). The negated Najfeld and Havel 3x3
+# (kappa_exp = 1.8e7, line 2e-8): 4.6e-8 against SciPy's 6.2e-10 (Haswell: inside the
+# line, so the allowance is 10 times that, 6.2e-9), 2.0e-8 and 3.7e-8. Najfeld and
+# Havel's 3x3 itself (1.0e-10 against 5.4e-10 to 3.6e-8) meets the goal; with the
+# cotangent rounded by SkylakeX's BLAS (an ulp away) it was 1.2e-9 against 6.7e-11:
+# forcing 9 to 16 squarings moves such errors between 1e-9 and 2.4e-8.
 KNOWN_GRADIENT_MISSES = {
-    "amh-05-najfeld-havel": 1.8,
-    "amfh-05-najfeld-havel": 2.4,
-    "amh-29-godunov-10": 1.1,
+    "amfh-05-najfeld-havel": 7.5,
+    "amh-29-godunov-10": 2.1,
 }
 
 

@@ -16,6 +16,7 @@ The forward quantity of a case is named after its kind.
 """
 
 import dataclasses
+import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -144,6 +145,14 @@ def condition_number(A: np.ndarray) -> float:
     return float(growth * np.linalg.norm(A) / np.linalg.norm(X))
 
 
+def exact_norm(V: np.ndarray) -> float:
+    """The Frobenius norm of `V`, its squares summed exactly (`math.fsum`): the same on
+    every machine, where `np.linalg.norm` rounds as the CPU's BLAS kernel does (data
+    seeded "never to change" moved by an ulp between machines, and with them the errors
+    at the conditioning limit)."""
+    return math.sqrt(math.fsum((np.real(V) ** 2 + np.imag(V) ** 2).ravel()))
+
+
 def expm_case(
     name: str,
     A: np.ndarray,
@@ -155,7 +164,8 @@ def expm_case(
     """A case asking for `exp(A)`, and with `gradients=True` for its VJP and JVP too.
 
     The directions `W` (cotangent) and `E` (tangent) are random with unit Frobenius norm,
-    seeded by the case name so that they never change; complex when `A` is. The tag
+    seeded by the case name and normalized by `exact_norm`, so that they are the same
+    on every machine; complex when `A` is. The tag
     `condition` is `kappa_exp(A)` (`condition_number`) unless given, so that each error
     can be read against the conditioning limit `kappa_exp u`.
 
@@ -175,7 +185,7 @@ def expm_case(
         V = rng.standard_normal(A.shape)
         if np.iscomplexobj(A):
             V = V + 1j * rng.standard_normal(A.shape)
-        return V / np.linalg.norm(V)
+        return V / exact_norm(V)
 
     data = {"A": A, "W": direction(), "E": direction()}
     tags = {"n": A.shape[0], "norm1": float(np.max(np.sum(np.abs(A), axis=0))), **tags}
