@@ -140,8 +140,8 @@ def balance(
     norm far above their spectral radius, which would ask for needless squarings of
     `exp(tA / 2^k)`, each amplifying rounding errors. The scales are powers of two, so the
     similarity is exact. `B` is used only where it lowers the 1-norm, and is looked for
-    only where `||t A||_1 > BALANCE_FROM` (8), where it can save more than 3 squarings
-    (a batch skips the sweeps where none of its matrices is above).
+    only where `||t A||_1 > BALANCE_FROM` (8): below, at most 3 squarings are at stake (a
+    batch skips the sweeps where none of its matrices is above).
     """
     worth = norm1(jax.lax.stop_gradient(t * A)) > BALANCE_FROM
     return jax.lax.cond(eqxi.unvmap_any(worth), partial(_balanced, worth), _unbalanced, A)
