@@ -4,8 +4,9 @@ The commit's `odeexpm/` is extracted with `git archive` into a temporary folder 
 imported under another name, so both versions run side by side, forward and reverse
 gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
 `batch3x3`), `expm_multiply` with sparse matrices (`grid,grid_jit,markov`), a driven
-spin chain (`ising`) and a gate optimisation's loss (`gate`): see `expm_cases`,
-`action_cases`, `ising_case` and `gate_case`. The calls run in a new random order each
+spin chain (`ising`), a gate optimisation's loss (`gate`) and a driven Kerr oscillator
+with loss (`kerr`, `odeexpm.Lindblad`): see `expm_cases`, `action_cases`, `ising_case`,
+`gate_case` and `kerr_case`. The calls run in a new random order each
 round (on a CPU, a small program that follows a large one runs slower: a fixed order
 would favour some). Prints medians, the ratio working tree /
 commit, and the largest difference of the two versions' results.
@@ -154,6 +155,30 @@ def action_cases(rng):
     return {"grid": grid(False), "grid_jit": grid(True), "markov": markov}
 
 
+def kerr_case():
+    """`odeexpm.evolve` of the driven Kerr oscillator with loss of `lindblad.py` (n = 32,
+    sparse operators, defaults) to `T = 10`: forward, and the gradient of the mean photon
+    number in the drive's amplitude."""
+    from jax.experimental import sparse
+
+    import lindblad
+
+    a, H0, H1 = lindblad.operators(32)
+    bcoo = lambda x: sparse.BCOO.fromdense(jnp.asarray(x))  # noqa: E731
+    rho0 = jnp.zeros((32, 32)).at[0, 0].set(1.0)
+    number = jnp.asarray(a.T @ a)
+
+    def functions(module):
+        H = module.Modulated(bcoo(H0), [bcoo(H1)], [lambda t, eps: eps * jnp.cos(t)])
+        generator = module.Lindblad(H, [bcoo(np.sqrt(lindblad.KAPPA) * a)])
+        final = lambda eps: module.evolve(generator, rho0, 0.0, lindblad.T, args=eps)  # noqa: E731
+        photons = lambda eps: jnp.real(jnp.trace(number @ final(eps)))  # noqa: E731
+        eps = jnp.asarray(lindblad.EPS)
+        return {"forward": (final, eps), "gradient": (jax.grad(photons), eps)}
+
+    return functions
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("commit")
@@ -167,7 +192,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions = {"tree": odeexpm, "commit": import_commit(options.commit, Path(folder))}
         rng = np.random.default_rng(0)
-        cases = {**expm_cases(rng), **action_cases(rng), "ising": ising_case(), "gate": gate_case()}
+        cases = {
+            **expm_cases(rng),
+            **action_cases(rng),
+            "ising": ising_case(),
+            "gate": gate_case(),
+            "kerr": kerr_case(),
+        }
         names = options.cases.split(",")
         calls, results = {}, {}
         for case in names:

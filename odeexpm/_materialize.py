@@ -3,6 +3,7 @@ elementwise pass that reads them."""
 
 from collections.abc import Callable
 
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 from jaxtyping import PyTree
@@ -16,7 +17,12 @@ def computed_once(fn: Callable[[PyTree], PyTree], operands: PyTree) -> PyTree:
     (`jax.lax.optimization_barrier` does not prevent that fusion on the CPU.)
 
     The predicate `x == x` is on an inexact leaf: XLA folds it for integers (always
-    true), and would then inline the branch and fuse it again."""
+    true), and would then inline the branch and fuse it again. It is taken out of any
+    `jax.vmap` (`unvmap_any`): batched, it would turn the conditional into a `select`
+    of both branches, each computed.
+
+    Transposed in reverse mode, the conditional materializes the cotangents of the
+    results too: a pass that reads a table by shifted windows is read back so."""
     inexact = [
         leaf
         for leaf in jax.tree_util.tree_leaves(operands)
@@ -25,4 +31,4 @@ def computed_once(fn: Callable[[PyTree], PyTree], operands: PyTree) -> PyTree:
     if not inexact:
         raise ValueError("computed_once needs an inexact operand to keep XLA from folding it.")
     first = jnp.reshape(inexact[0], -1)[0]
-    return jax.lax.cond(first == first, fn, fn, operands)
+    return jax.lax.cond(eqxi.unvmap_any(first == first), fn, fn, operands)

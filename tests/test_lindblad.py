@@ -153,6 +153,24 @@ def test_under_jit_and_vmap():
     np.testing.assert_allclose(values, [photons(0.5), photons(1.0)], rtol=1e-12)
 
 
+def test_tables_are_computed_once_under_vmap_and_in_reverse_mode():
+    # The stencil's stage inputs, results and weights are materialized by a conditional
+    # with identical branches (`computed_once`). Under `vmap` it must stay a conditional
+    # (a batched predicate would make it a `select` of both branches, computing each), and
+    # reverse mode must transpose it into one (materializing the cotangents).
+    from odeexpm._materialize import computed_once
+
+    def primitives(jaxpr):
+        return [eqn.primitive.name for eqn in jaxpr.jaxpr.eqns]
+
+    x = jnp.ones((3, 2))
+    batched = jax.make_jaxpr(jax.vmap(lambda x: computed_once(jnp.sin, x)))(x)
+    assert "cond" in primitives(batched) and "select_n" not in primitives(batched)
+    reverse = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(computed_once(jnp.sin, x))))(x)
+    assert primitives(reverse).count("cond") == 2
+    np.testing.assert_allclose(jax.vmap(lambda x: computed_once(jnp.sin, x))(x), np.sin(x))
+
+
 def test_gradient_of_the_drive_against_finite_differences():
     n = 3
     lindblad, a, _ = driven_kerr(n, "sparse")

@@ -268,23 +268,34 @@ def frame_stage_weights(
 
     def compute(inputs):
         h, stages, energies = inputs
+        # (The diagonals' offsets are static: those of the first stage.)
+        H, K, jumps = jax.tree.map(lambda x: x[0], stages).banded()
+        parts = [H, *jumps] + ([] if K is None else [K])
+        distances = sorted({abs(o) for part in parts for o in part.offsets} - {0})
+        # The sines and cosines of all stages and diagonals in one table, materialized
+        # (`computed_once`): fused into each of the weights' passes, they were recomputed
+        # by every one of them.
+        angles = jnp.stack(
+            [
+                jnp.asarray(fractions, energies.dtype)[:, None]
+                * h
+                * (energies - shift(energies, o))[None, :]
+                for o in distances
+            ]
+        )
+        cos, sin = computed_once(lambda x: (jnp.cos(x), jnp.sin(x)), angles)
 
-        def one(liouvillian, c):
-            H, K, jumps = liouvillian.banded()
-            parts = [H, *jumps] + ([] if K is None else [K])
-            offsets = {o for part in parts for o in part.offsets} - {0}
+        def one(liouvillian, cos, sin):
             phases = {}
             # The phases of diagonals -o and o are one another's, shifted and conjugated:
             # `energies[i] - energies[i - o]` is minus the other's entry `i - o`.
-            for o in sorted({abs(o) for o in offsets}):
-                angles = c * h * (energies - shift(energies, o))
-                cos, sin = jnp.cos(angles), jnp.sin(angles)
-                phases[o] = (cos, sin)
-                phases[-o] = (shift(cos, -o), -shift(sin, -o))
+            for o, c, s in zip(distances, cos, sin):
+                phases[o] = (c, s)
+                phases[-o] = (shift(c, -o), -shift(s, -o))
             rotated = liouvillian.in_rotating_frame(energies, phases)
             return _StencilWeights.of(*rotated.banded())
 
-        return jax.vmap(one)(stages, jnp.asarray(fractions, energies.dtype))
+        return jax.vmap(one, in_axes=(0, 1, 1))(stages, cos, sin)
 
     return computed_once(compute, (h, stages, energies))
 
@@ -300,7 +311,19 @@ def stencil(weights: _StencilWeights, pair: Real[Array, "2 n n k"]) -> Real[Arra
     """
     n = pair.shape[1]
     pad = max(abs(o) for o in weights.nonhermitian_offsets + sum(weights.jump_offsets, ()))
-    padded = jnp.pad(pair, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    # The padded input and the result are materialized (`computed_once`): the shifted
+    # reads would each recompute an input fused into them, and in reverse mode the
+    # weights' reductions each the result's cotangent.
+    padded = computed_once(
+        lambda pair: jnp.pad(pair, [(0, 0), (pad, pad), (pad, pad), (0, 0)]), pair
+    )
+    return computed_once(lambda inputs: _stencil_padded(*inputs, n, pad), (padded, weights))
+
+
+def _stencil_padded(
+    padded: Real[Array, "2 m m k"], weights: _StencilWeights, n: int, pad: int
+) -> Real[Array, "2 n n k"]:
+    """`stencil`'s pass, on the input padded with `pad` zeros on each side of `n`."""
     real, imag = padded[0], padded[1]
 
     def shifted(p, q):  # Y[i + p, j + q], as (real, imaginary)
