@@ -159,22 +159,12 @@ def kerr_case():
     """`odeexpm.evolve` of the driven Kerr oscillator with loss of `lindblad.py` (n = 32,
     sparse operators, defaults) to `T = 10`: forward, and the gradient of the mean photon
     number in the drive's amplitude."""
-    from jax.experimental import sparse
-
     import lindblad
 
-    a, H0, H1 = lindblad.operators(32)
-    bcoo = lambda x: sparse.BCOO.fromdense(jnp.asarray(x))  # noqa: E731
-    rho0 = jnp.zeros((32, 32)).at[0, 0].set(1.0)
-    number = jnp.asarray(a.T @ a)
-
     def functions(module):
-        H = module.Modulated(bcoo(H0), [bcoo(H1)], [lambda t, eps: eps * jnp.cos(t)])
-        generator = module.Lindblad(H, [bcoo(np.sqrt(lindblad.KAPPA) * a)])
-        final = lambda eps: module.evolve(generator, rho0, 0.0, lindblad.T, args=eps)  # noqa: E731
-        photons = lambda eps: jnp.real(jnp.trace(number @ final(eps)))  # noqa: E731
+        final, gradient = lindblad.odeexpm_functions(32, module=module)
         eps = jnp.asarray(lindblad.EPS)
-        return {"forward": (final, eps), "gradient": (jax.grad(photons), eps)}
+        return {"forward": (final, eps), "gradient": (gradient, eps)}
 
     return functions
 

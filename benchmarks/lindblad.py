@@ -70,16 +70,18 @@ def error(rho, ref):
     return float(np.linalg.norm(np.asarray(rho) - ref) / np.linalg.norm(ref))
 
 
-def odeexpm_functions(n, tolerance=None):
+def odeexpm_functions(n, tolerance=None, module=odeexpm):
+    """Jitted `rho(T)` and the gradient of the mean photon number, as functions of the
+    drive's amplitude, with `module` as odeexpm (another version of it: `against_commit.py`)."""
     a, H0, H1 = operators(n)
     bcoo = lambda x: sparse.BCOO.fromdense(jnp.asarray(x))  # noqa: E731
-    H = odeexpm.Modulated(bcoo(H0), [bcoo(H1)], [lambda t, eps: eps * jnp.cos(t)])
-    lindblad = odeexpm.Lindblad(H, [bcoo(np.sqrt(KAPPA) * a)])
+    H = module.Modulated(bcoo(H0), [bcoo(H1)], [lambda t, eps: eps * jnp.cos(t)])
+    lindblad = module.Lindblad(H, [bcoo(np.sqrt(KAPPA) * a)])
     rho0 = np.zeros((n, n))
     rho0[0, 0] = 1.0
     number = jnp.asarray(a.T @ a)
     final = jax.jit(
-        lambda eps: odeexpm.evolve(lindblad, rho0, 0.0, T, args=eps, rtol=tolerance, atol=tolerance)
+        lambda eps: module.evolve(lindblad, rho0, 0.0, T, args=eps, rtol=tolerance, atol=tolerance)
     )
     photons = lambda eps: jnp.real(jnp.trace(number @ final(eps)))  # noqa: E731
     return final, jax.jit(jax.grad(photons))
