@@ -21,8 +21,9 @@ def computed_once(fn: Callable[[PyTree], PyTree], operands: PyTree) -> PyTree:
     `jax.vmap` (`unvmap_any`): batched, it would turn the conditional into a `select`
     of both branches, each computed.
 
-    Transposed in reverse mode, the conditional materializes the cotangents of the
-    results too: a pass that reads a table by shifted windows is read back so."""
+    Transposed in reverse mode, the conditional materializes the cotangents of its
+    results too, so that the reductions reading a cotangent (one per weight of a
+    stencil) do not each recompute it."""
     inexact = [
         leaf
         for leaf in jax.tree_util.tree_leaves(operands)
