@@ -3,13 +3,13 @@
 The commit's `odeexpm/` is extracted with `git archive` into a temporary folder and
 imported under another name, so both versions run side by side, forward and reverse
 gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
-`batch3x3`), `expm_multiply` with sparse matrices (`grid,grid_jit,markov`), a driven
-spin chain (`ising`), a gate optimisation's loss (`gate`) and a driven Kerr oscillator
-with loss (`kerr`, `odeexpm.Lindblad`): see `expm_cases`, `action_cases`, `ising_case`,
-`gate_case` and `kerr_case`. The calls run in a new random order each
-round (on a CPU, a small program that follows a large one runs slower: a fixed order
-would favour some). Prints medians, the ratio working tree /
-commit, and the largest difference of the two versions' results.
+`batch3x3`, `batch3x3_wide`, `batch3x3_rotations`, `batch8x8`), `expm_multiply` with
+sparse matrices (`grid,grid_jit,markov`), a driven spin chain (`ising`), a gate
+optimisation's loss (`gate`) and a driven Kerr oscillator with loss (`kerr`,
+`odeexpm.Lindblad`): see `expm_cases`, `action_cases`, `ising_case`, `gate_case` and
+`kerr_case`. The calls run in a new random order each round (on a CPU, a small program
+that follows a large one runs slower: a fixed order would favour some). Prints medians,
+the ratio working tree / commit, and the largest difference of the two versions' results.
 
     python benchmarks/against_commit.py de23c1e [--rounds 1500] [--cases n8,n32,n128,vmap4x4]
     python benchmarks/against_commit.py 05fbcf3 --rounds 15 --cases grid,grid_jit,markov
@@ -47,8 +47,9 @@ def import_commit(commit: str, folder: Path):
 
 def expm_cases(rng):
     """`odeexpm.expm` on `N(0,1)/sqrt(n)` matrices (n = 8 to 512), `jax.vmap` of it on
-    1000 4x4, and 100,000 3x3 passed whole: forward, and the gradient of
-    `sum(W * expm(A))`."""
+    1000 4x4, and 100,000 3x3 (`N(0,1/4)`; `N(0,100)`: `batch3x3_wide`; rotation
+    generators: `batch3x3_rotations`) and 20,000 8x8 passed whole: forward, and the
+    gradient of `sum(W * expm(A))`."""
 
     def case(A, W, batched):
         A, W = jnp.asarray(A), jnp.asarray(W)
@@ -66,6 +67,14 @@ def expm_cases(rng):
     }
     cases["vmap4x4"] = case(*rng.standard_normal((2, 1000, 4, 4)), True)
     cases["batch3x3"] = case(*rng.standard_normal((2, 100_000, 3, 3)) / 2, False)
+    # Norms of about 40: balancing and squarings in every chunk.
+    cases["batch3x3_wide"] = case(*rng.standard_normal((2, 100_000, 3, 3)) * 10, False)
+    # Rotation generators of angles 5 to 6.5 (norms below 8), needing 2 or 3 squarings.
+    R = np.zeros((100_000, 3, 3))
+    R[:, 0, 1], R[:, 0, 2], R[:, 1, 2] = rng.uniform(2.8, 3.7, (3, 100_000))
+    R *= rng.choice([-1, 1], R.shape)
+    cases["batch3x3_rotations"] = case(R - R.mT, rng.standard_normal(R.shape), False)
+    cases["batch8x8"] = case(*rng.standard_normal((2, 20_000, 8, 8)) / 2, False)
     return cases
 
 

@@ -44,6 +44,9 @@ BALANCE_SWEEPS = 8
 # small matrices a third of its time (a while loop under vmap runs until every matrix
 # of the batch is balanced).
 BALANCE_FROM = 8.0
+# The shift by the mean eigenvalue is looked for only where more squarings than this
+# remain (below, the products that check it would cost more than it saves).
+SHIFT_BEYOND = 2
 
 
 def scaled_exponent(
@@ -64,39 +67,18 @@ def scaled_exponent(
     shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
     (Markov generators lose their row sums so).
     """
-    k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
-    X = t * power_of_two(-k, t.dtype) * A
-    identity = jnp.eye(A.shape[-1], dtype=A.dtype)
+    X, k = _halved(A, t)
     no_shift = jnp.zeros((), A.dtype)
-    if not isinstance(solver, Taylor) or is_narrow(identity, solver.degree):
-        return X, k, None, no_shift  # (Taylor steps of degree below 4 are actions, even on I)
-    powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
-    # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
-    # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
-    # is exact.
+    if not fitted_by_powers(solver, A.shape[-1]):
+        return X, k, None, no_shift
+    identity = jnp.eye(A.shape[-1], dtype=A.dtype)
     theta = largest_alpha(solver.degree, A.dtype)
-    r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
-    r = jnp.clip(r, k - MAX_SQUARINGS, k)
-    # (Scaled by `growth` after the choice: the branches pass the powers as formed.)
-    growth = power_of_two(r, t.dtype)
-    unshifted = (powers, growth, growth * alpha, k - r, no_shift)
+    powers, growth, alpha, squarings = _fitted_powers(X, k, solver)
+    unshifted = (powers, growth, alpha, squarings, no_shift)
 
     # The shift is looked for where it would save more squarings than the two products
-    # that check it cost, in two stages: a guess from the powers at hand (those of
-    # `X - mu I` by the binomial theorem, O(n^2); cancellation makes it a guess), then
-    # the shifted powers themselves. `unvmap_any`: a batch skips a stage none of its
-    # matrices needs.
-    many = unshifted[3] > 2
-
-    def guess(unshifted):
-        mu = jax.lax.stop_gradient(jnp.trace(X)) / A.shape[-1]
-        shifted = _binomial_shift(powers, mu)
-        guessed = power_of_two(k, t.dtype) * power_norm_bound(shifted, solver.degree)
-        promising = many & (guessed <= theta)
-        return jax.lax.cond(
-            eqxi.unvmap_any(promising), partial(check, promising), _unchanged, unshifted
-        )
-
+    # that check it cost, in two stages: a guess (`_shift_promising`), then the shifted
+    # powers themselves. `unvmap_any`: a batch skips a stage none of its matrices needs.
     def check(promising, unshifted):
         mu = jnp.trace(t * A) / A.shape[-1]
         S = t * A - mu * identity
@@ -105,10 +87,78 @@ def scaled_exponent(
         shifted = (shifted_powers, jnp.ones_like(growth), shifted_alpha, jnp.zeros_like(k), mu)
         return jax.tree.map(lambda a, b: jnp.where(take, a, b), shifted, unshifted)
 
-    chosen = jax.lax.cond(eqxi.unvmap_any(many), guess, _unchanged, unshifted)
+    promising = _shift_promising(X, k, powers, squarings, solver)
+    chosen = jax.lax.cond(
+        eqxi.unvmap_any(promising), partial(check, promising), _unchanged, unshifted
+    )
     powers, growth, alpha, squarings, mu = chosen
-    powers = tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
+    powers = _grown(powers, growth)
     return powers[1], squarings, (powers, alpha), mu
+
+
+def fitted_by_powers(solver: diffrax.AbstractSolver, n: int) -> bool:
+    """Whether `scaled_exponent` fits the scaling to the powers of `tA` (a `Taylor`
+    solver whose steps are polynomials), rather than to `||tA||_1`."""
+    # (Taylor steps of degree below 4 are actions, even on I.)
+    return isinstance(solver, Taylor) and not is_narrow(jnp.eye(n), solver.degree)
+
+
+def unshifted_exponent(
+    A: Inexact[Array, "n n"], t: Real[Array, ""], solver: Taylor
+) -> tuple[tuple[Inexact[Array, "n n"], ...], Real[Array, ""], Int[Array, ""], Bool[Array, ""]]:
+    """`(powers, alpha, k, promising)`: what `scaled_exponent` gives where it takes no
+    shift, for a solver `fitted_by_powers` (the powers `(I, X, ..., X^q)` of
+    `X = tA / 2^k` that the Taylor step combines, their `power_norm_bound` and the number
+    `k` of squarings), and whether it would check for the shift (where it is `False`,
+    `scaled_exponent` gives these)."""
+    X, k0 = _halved(A, t)
+    powers, growth, alpha, k = _fitted_powers(X, k0, solver)
+    promising = _shift_promising(X, k0, powers, k, solver)
+    return _grown(powers, growth), alpha, k, promising
+
+
+def _halved(A, t):
+    # `(X, k)`: `X = tA / 2^k` with `||X||_1 <= SCALED_NORM`.
+    k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
+    return t * power_of_two(-k, t.dtype) * A, k
+
+
+def _fitted_powers(X, k, solver):
+    """`(powers, growth, alpha, squarings)`: the powers of `X = tA / 2^k`, and the factor
+    `growth = 2^r` that fits them to the Taylor step: `growth X` is the scaled exponent,
+    `alpha` its `power_norm_bound`, and `k - r` its number of squarings."""
+    identity = jnp.eye(X.shape[-1], dtype=X.dtype)
+    powers, alpha = solver.precompute(Constant(X), 0.0, identity, None)
+    # The powers of X bound its truncation error more tightly than ||X||_1 does: undo
+    # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
+    # is exact.
+    theta = largest_alpha(solver.degree, X.dtype)
+    r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
+    r = jnp.clip(r, k - MAX_SQUARINGS, k)
+    # (Scaled by `growth` after the choice: the branches pass the powers as formed.)
+    growth = power_of_two(r, alpha.dtype)
+    return powers, growth, growth * alpha, k - r
+
+
+def _shift_promising(X, k, powers, squarings, solver) -> Bool[Array, ""]:
+    """Whether taking out the mean eigenvalue `mu` may leave no squaring where more than
+    `SHIFT_BEYOND` remain (`X = tA / 2^k`, `powers` its powers, `squarings` those the
+    Taylor step needs): a guess from the powers at hand, those of `X - mu I` by the
+    binomial theorem (O(n^2); cancellation makes it a guess)."""
+    many = squarings > SHIFT_BEYOND
+
+    def guess():
+        mu = jax.lax.stop_gradient(jnp.trace(X)) / X.shape[-1]
+        shifted = _binomial_shift(powers, mu)
+        guessed = power_of_two(k, X.dtype) * power_norm_bound(shifted, solver.degree)
+        return many & (guessed <= largest_alpha(solver.degree, X.dtype))
+
+    return jax.lax.cond(eqxi.unvmap_any(many), guess, lambda: jnp.zeros_like(many))
+
+
+def _grown(powers, growth):
+    # The powers of `growth X` from those of `X`.
+    return tuple(_times_power(power, growth, j) for j, power in enumerate(powers))
 
 
 def _unchanged(x):

@@ -403,12 +403,15 @@ def matrix_chunk(n: int) -> int | None:
 
 
 class InChunks(eqx.Module):
-    """`fn(A, t)`, whose `jax.vmap` over a batch of matrices `A` (more than
-    `matrix_chunk` of them) runs as a loop over vmapped chunks: under the caller's
-    `jax.vmap` as under `compiled`'s. `fn` is differentiated in forward mode
-    only (as `FrechetAdjoint` does; a `custom_vmap` has no reverse mode)."""
+    """`fn(A, t)`, whose `jax.vmap` over a batch of matrices `A` runs as a loop over
+    chunks of `matrix_chunk` matrices, each computed by `on_chunk(A, t, mapped)` (`A`
+    and, where batched, `t` with a leading axis over the chunk; `mapped`: `fn` under
+    `jax.vmap`, the default): under the caller's `jax.vmap` as under `compiled`'s. `fn`
+    and `on_chunk` are differentiated in forward mode only (as `FrechetAdjoint` does; a
+    `custom_vmap` has no reverse mode)."""
 
     fn: Callable
+    on_chunk: Callable | None = None
 
     def __call__(self, A: Inexact[Array, "n n"], t: Real[Array, ""]):
         @custom_vmap
@@ -422,17 +425,44 @@ class InChunks(eqx.Module):
             if not (A_batched or t_batched):  # (asked so where only tangents are batched)
                 out = self.fn(A, t)
                 return out, jtu.tree_map(lambda _: False, out)
-            if A_batched and chunk is not None and axis_size > chunk:
-                if t_batched:
-                    out = jax.lax.map(lambda At: self.fn(*At), (A, t), batch_size=chunk)
-                else:
-                    out = jax.lax.map(lambda A: self.fn(A, t), A, batch_size=chunk)
+            in_axes = tuple(0 if batched else None for batched in in_batched)
+            mapped = jax.vmap(self.fn, in_axes=in_axes)
+            if not A_batched or chunk is None:
+                out = mapped(A, t)
             else:
-                in_axes = tuple(0 if batched else None for batched in in_batched)
-                out = jax.vmap(self.fn, in_axes=in_axes)(A, t)
+                out = _map_chunks(self._on_chunk(mapped), A, t, t_batched, chunk)
             return out, jtu.tree_map(lambda _: True, out)
 
         return chunked(A, t)
+
+    def _on_chunk(self, mapped):
+        if self.on_chunk is None:
+            return mapped
+        return lambda A, t: self.on_chunk(A, t, mapped)
+
+
+def _map_chunks(on_chunk: Callable, A, t, t_batched: bool, chunk: int) -> PyTree:
+    """`on_chunk` over the chunks of `chunk` matrices of `A` (and of `t` where batched),
+    in a loop, and over the rest; the outputs joined along their leading axes."""
+    whole = A.shape[0] // chunk * chunk
+
+    def part(start, stop):
+        return A[start:stop], t[start:stop] if t_batched else t
+
+    outputs = []
+    if whole:
+        A_whole, t_whole = part(0, whole)
+        A_chunks = A_whole.reshape(-1, chunk, *A.shape[1:])
+        if t_batched:
+            chunks = jax.lax.map(lambda At: on_chunk(*At), (A_chunks, t_whole.reshape(-1, chunk)))
+        else:
+            chunks = jax.lax.map(lambda A: on_chunk(A, t), A_chunks)
+        outputs.append(jtu.tree_map(lambda x: x.reshape(-1, *x.shape[2:]), chunks))
+    if whole < A.shape[0]:
+        outputs.append(on_chunk(*part(whole, A.shape[0])))
+    if len(outputs) == 1:
+        return outputs[0]
+    return jtu.tree_map(lambda *xs: jnp.concatenate(xs), *outputs)
 
 
 @eqx.filter_jit

@@ -117,6 +117,67 @@ def test_large_batches_run_in_chunks_with_the_same_answers():
         np.testing.assert_allclose(X[i, j], odeexpm.expm(A[i, j]), rtol=1e-14, atol=0)
 
 
+def _chunk_computations():
+    # The default `expm`'s computation of a chunk, and its general path under `vmap`.
+    from odeexpm._expm import exponential_solve
+
+    defaults = dict(solver=None, stepsize_controller=None, rtol=None, atol=None, max_steps=4096)
+    chunks = exponential_solve(squarings=None, adjoint=None, **defaults)
+    return chunks.on_chunk, jax.vmap(chunks.fn, in_axes=(0, None))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128, jnp.float32])
+def test_chunks_where_no_safeguard_acts_skip_them_with_the_same_answers(dtype):
+    on_chunk, general = _chunk_computations()
+
+    def marked(A, t):  # the general path, its answers replaced by 7
+        X, stats = general(A, t)
+        return jnp.full_like(X, 7), stats
+
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((40, 3, 3)) / 2
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        A = A + 1j * rng.standard_normal(A.shape) / 2
+    # Rotations by 7.2 to 7.9 radians: 3 squarings, without the shift (their trace is 0).
+    A[:4] = np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 0]]) * np.linspace(7.2, 7.9, 4)[:, None, None]
+    A = jnp.asarray(A, dtype)
+    t = jnp.asarray(1.0, jnp.finfo(dtype).dtype)
+    X, stats = on_chunk(A, t, marked)
+    expected, expected_stats = general(A, t)
+    # The same operations: equal to rounding (bitwise, where both are compiled whole).
+    np.testing.assert_allclose(X, expected, rtol=0, atol=8 * float(jnp.finfo(dtype).eps))
+    for field in ("num_steps", "num_accepted_steps", "num_rejected_steps", "num_squarings"):
+        np.testing.assert_array_equal(getattr(stats, field), getattr(expected_stats, field))
+    assert stats.successful.all() and stats.solver == expected_stats.solver
+    double = jnp.finfo(dtype).bits == 64
+    assert (stats.num_squarings[:4] == (3 if double else 1)).all()
+    # One matrix where a safeguard acts sends the chunk to the general path.
+    odd_ones = [np.triu(A[5]), A[5] * 20, A[5] * np.nan]
+    if double:  # (in single precision, 2 squarings: no shift is looked for)
+        odd_ones.append(np.array([[1, 1e-3, 0], [0, 1, 0], [1e-3, 0, 1]]) * 7.9)  # 7.9 I, nearly
+    for odd in odd_ones:
+        X, _ = on_chunk(A.at[5].set(jnp.asarray(odd, dtype)), t, marked)
+        assert (X == 7).all()
+    X, _ = on_chunk(A, jnp.asarray(np.inf, t.dtype), marked)
+    assert (X == 7).all()
+
+
+def test_batches_over_matrices_and_times_match_single_calls():
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((300, 3, 3)) / 2
+    A[7] = np.triu(A[7])  # (its chunk takes the general path)
+    t = rng.uniform(-2.0, 2.0, 300)
+    W = rng.standard_normal(A.shape)
+    X, stats = jax.vmap(lambda A, t: odeexpm.expm(A, t, return_stats=True))(A, t)
+    G = jax.grad(lambda A: jnp.sum(W * jax.vmap(odeexpm.expm)(A, t)))(A)
+    for i in [0, 7, 150, 299]:
+        np.testing.assert_allclose(X[i], odeexpm.expm(A[i], t[i]), rtol=1e-14, atol=1e-15)
+        _, single_stats = odeexpm.expm(A[i], t[i], return_stats=True)
+        assert stats.num_squarings[i] == single_stats.num_squarings
+        single = jax.grad(lambda A: jnp.sum(W[i] * odeexpm.expm(A, t[i])))(A[i])
+        np.testing.assert_allclose(G[i], single, rtol=1e-13, atol=1e-14)
+
+
 @pytest.mark.slow
 def test_derivatives_of_large_batches_run_in_chunks():
     A, W = _large_batch()
