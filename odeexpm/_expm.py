@@ -241,8 +241,9 @@ def _unguarded_where_safe(A, t, mapped, *, options):
         powers, alpha, k, promising = jax.vmap(
             partial(unshifted_exponent, solver=solver), in_axes=(0, t_axis)
         )(A, t)
-        unshifted = eqxi.unvmap_all(jnp.logical_not(jnp.any(promising)))
-        return jax.lax.cond(unshifted, lambda: unguarded(powers, alpha, k), lambda: mapped(A, t))
+        # (At these norms `k <= _MOST_MODEST_SQUARINGS` always; checked all the same.)
+        few = eqxi.unvmap_all(jnp.all((k <= _MOST_MODEST_SQUARINGS) & jnp.logical_not(promising)))
+        return jax.lax.cond(few, lambda: unguarded(powers, alpha, k), lambda: mapped(A, t))
 
     # Checked in two stages: the first before anything is computed.
     all_modest = eqxi.unvmap_all(jnp.all(jax.vmap(modest, in_axes=(0, t_axis))(A, t)))
