@@ -20,6 +20,7 @@ from ._scaling import (
     fitted_by_powers,
     scaled_exponent,
     square,
+    triangularity,
     unshifted_exponent,
 )
 from ._solution import RESULTS, Stats, nothing_to_solve, outcome
@@ -222,8 +223,8 @@ def _unguarded_where_safe(A, t, mapped, *, options):
     def modest(A, t):
         # (A NaN or an infinity in `t` or `A` makes the norm NaN or infinite: not modest.)
         E = jax.lax.stop_gradient(A)
-        triangular = jnp.all(jnp.tril(E, -1) == 0) | jnp.all(jnp.triu(E, 1) == 0)
-        return (norm1(jax.lax.stop_gradient(t) * E) <= BALANCE_FROM) & jnp.logical_not(triangular)
+        upper, lower = triangularity(E)
+        return (norm1(jax.lax.stop_gradient(t) * E) <= BALANCE_FROM) & ~(upper | lower)
 
     def unguarded(powers, alpha, k):
         Y, _ = jax.vmap(partial(taylor_step_polynomial, degree=solver.degree))(powers, alpha)

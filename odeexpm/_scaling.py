@@ -247,7 +247,7 @@ def square(
     and of every square are exact (`ExactBand`). The loop is differentiable in the
     modes the solve's `adjoint` is."""
     E = jax.lax.stop_gradient(exponent)
-    upper, lower = jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
+    upper, lower = triangularity(E)
 
     def squarings(X, count, band: ExactBand | None):
         def body(carry):
@@ -292,6 +292,11 @@ def square(
         lambda X: squarings(X, plain_count, None),
         X,
     )
+
+
+def triangularity(E: Inexact[Array, "n n"]) -> tuple[Bool[Array, ""], Bool[Array, ""]]:
+    """Whether `E` is upper and whether it is lower triangular (a diagonal `E` is both)."""
+    return jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
 
 
 class ExactBand(eqx.Module):
