@@ -224,6 +224,41 @@ def test_bcoo_with_traced_indices_under_jit():
     assert abs(jnp.sum(jax.grad(loss)(A.data) * direction) - difference) < 1e-7 * abs(difference)
 
 
+def test_bcoo_with_traced_indices_gradients():
+    # With traced indices the products are differentiated through the coordinate lists
+    # (`_bucketed_product`), not the table: the same gradients as the closed-over layout,
+    # in the values and in the state, entries sorted by row (the table) or not
+    # (`segment_sum`); and forward mode, against the Fréchet derivative.
+    A = sparse.BCOO.fromdense(jnp.asarray(A0))
+    shuffle = np.random.default_rng(8).permutation(A.nse)
+
+    def loss(data, indices, B):
+        product = odeexpm.expm_multiply(sparse.BCOO((data, indices), shape=A.shape), B, T)
+        return jnp.sum(W0 * product)
+
+    traced = jax.jit(jax.grad(loss, argnums=(0, 2)))
+    closed = jax.jit(jax.grad(lambda data, B: loss(data, A.indices, B), argnums=(0, 1)))
+    expected_data, expected_B = closed(A.data, jnp.asarray(B0))
+    # The state's gradient is exp(T A)^T W.
+    assert rel_err(expected_B, scipy.linalg.expm(T * A0).T @ W0) < 1e-12
+    for order in (np.arange(A.nse), shuffle):
+        d_data, d_B = traced(A.data[order], A.indices[order], jnp.asarray(B0))
+        assert rel_err(d_data, expected_data[order]) < 1e-12
+        assert rel_err(d_B, expected_B) < 1e-12
+    E = np.random.default_rng(9).standard_normal(A.nse)
+    dense = np.zeros_like(A0)
+    np.add.at(dense, tuple(np.asarray(A.indices).T), E)
+
+    def forward(data, indices, d_data):
+        solve = lambda data: odeexpm.expm_multiply(  # noqa: E731
+            sparse.BCOO((data, indices), shape=A.shape), B0, T, adjoint=diffrax.ForwardMode()
+        )
+        return jax.jvp(solve, (data,), (d_data,))[1]
+
+    frechet = scipy.linalg.expm_frechet(T * A0, T * dense, compute_expm=False) @ B0
+    assert rel_err(jax.jit(forward)(A.data, A.indices, jnp.asarray(E)), frechet) < 1e-11
+
+
 def test_tables_are_computed_once():
     # `computed_once` keeps a table out of the products that read it by computing it in a
     # conditional, which the CPU backend materializes. Its predicate `x == x` must be on

@@ -15,7 +15,7 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Inexact, Int
+from jaxtyping import Array, Inexact, Int, UInt
 
 from .._materialize import computed_once
 from .base import AbstractOperator, Renumbering, apply_in_row_order, gershgorin_disk
@@ -226,11 +226,12 @@ class BucketedEllOperator(AbstractOperator):
     so a product is a `lax.switch` over one compiled branch per width, a few fused gathers
     with no scatter. Entries out of row order (sorting them on the device costs more than
     a solve) and rows longer than the table (`TABLE_SLACK` times the mean row length)
-    keep `segment_sum` products (the last branch).
+    keep `segment_sum` products (the last branch). Products are differentiated through
+    the coordinate lists `coo`, not the table (`_bucketed_product`).
     """
 
     values: Inexact[Array, "w n"]
-    columns: Int[Array, "w n"]
+    columns: UInt[Array, "w n"]
     bucket: Int[Array, ""]
     coo: CooOperator
 
@@ -258,14 +259,18 @@ class BucketedEllOperator(AbstractOperator):
             own = jnp.broadcast_to(jnp.arange(n, dtype=rows.dtype), (widths[-1], n))
             values = jnp.zeros((widths[-1], n), data.dtype).at[:width].set(data[index])
             columns = own.at[:width].set(jnp.where(held, columns[index], own[:width]))
-            return values, columns
+            # Unsigned: indexing by signed integers wraps negative ones, a select per
+            # slot in every product.
+            return values, columns.astype(jnp.uint32)
 
         def tables(operands):
             branches = [functools.partial(table, width) for width in widths]
             return jax.lax.switch(jnp.minimum(bucket, len(widths) - 1), branches, operands)
 
         # Materialized: fused into each product instead, the gathers would run each time.
-        values, columns = computed_once(tables, (coo.data, first, counts, coo.columns))
+        # (Not differentiated: `_bucketed_product` differentiates through `coo.data`.)
+        data = jax.lax.stop_gradient(coo.data)
+        values, columns = computed_once(tables, (data, first, counts, coo.columns))
         return cls(values, columns, bucket, coo)
 
     @property
@@ -277,6 +282,11 @@ class BucketedEllOperator(AbstractOperator):
         return self.coo.dtype
 
     def mv(self, y):
+        return _bucketed_product(self, y)
+
+    def tabled_mv(self, y):
+        """`A @ y` from the table (not differentiable: see `_bucketed_product`)."""
+
         def ell(width, y):
             expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
             return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
@@ -294,3 +304,33 @@ class BucketedEllOperator(AbstractOperator):
 
     def fast_form(self):
         return self, None
+
+
+@eqx.filter_custom_jvp
+def _bucketed_product(operator: BucketedEllOperator, y: Inexact[Array, " n *k"]):
+    """`operator.tabled_mv(y)`, differentiated through the coordinate lists instead.
+
+    Reverse mode through the table would transpose its `lax.switch`, whose residuals are
+    the union of every branch's (a copy of each slot of each width, per product) and whose
+    cotangent is the whole table's, mostly padding. As a sum over the stored entries the
+    tangent has neither, and transposes into gathers and one `segment_sum`. (The
+    table's values are taken from `coo.data`, whose tangent this is.)"""
+    return operator.tabled_mv(y)
+
+
+@_bucketed_product.def_jvp
+def _bucketed_product_jvp(primals, tangents):
+    (operator, y), (d_operator, d_y) = primals, tangents
+    coo = operator.coo
+    expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
+    entries = []
+    if d_y is not None:
+        entries.append(expand(coo.data) * d_y[coo.columns])
+    d_data = None if d_operator is None else d_operator.coo.data
+    if d_data is not None:
+        entries.append(expand(d_data) * y[coo.columns])
+    out = _bucketed_product(operator, y)
+    if not entries:
+        return out, None
+    tangent = jax.ops.segment_sum(sum(entries[1:], entries[0]), coo.rows, num_segments=coo.n)
+    return out, tangent
