@@ -145,8 +145,7 @@ def raise_if_failed(x: _Y, result: RESULTS, max_steps: int | None) -> _Y:
         # collective, forever. Here every device raises (a partitioned debug callback on
         # the code of a failure, the same on each device after a reduction over the
         # batch, including the axes of an enclosing jax.vmap).
-        code = jnp.max(jnp.where(result == RESULTS.successful, 0, result._value))
-        code = eqxi.unvmap_max(code)
+        code = _largest_failure(result)
         jax.debug.callback(
             functools.partial(_raise_on_failure, max_steps=max_steps),
             code,
@@ -157,7 +156,21 @@ def raise_if_failed(x: _Y, result: RESULTS, max_steps: int | None) -> _Y:
     # message in place of diffrax's for an exhausted budget.
     messages = list(RESULTS._index_to_message)
     messages[RESULTS.max_steps_reached._value] = _budget_message(max_steps)
-    return eqxi.branched_error_if(x, result != RESULTS.successful, result._value, messages)
+    code = _largest_failure(result)
+    return eqxi.branched_error_if(x, code != 0, code, messages)
+
+
+def _largest_failure(result: RESULTS) -> Int[Array, ""]:
+    """The largest failure code in `result` (0: none), over all its batch axes and those
+    of an enclosing `jax.vmap`: found bit by bit from the top by `unvmap_any`, which an
+    empty batch answers (`unvmap_max` has no value to give it, and fails)."""
+    failed = jnp.where(result == RESULTS.successful, 0, result._value)
+    code = jnp.max(failed, initial=0)
+    largest = jnp.zeros((), code.dtype)
+    for bit in reversed(range(len(RESULTS._index_to_message).bit_length())):
+        candidate = largest | (1 << bit)
+        largest = jnp.where(eqxi.unvmap_any(code >= candidate), candidate, largest)
+    return largest
 
 
 def _budget_message(max_steps: int | None) -> str:

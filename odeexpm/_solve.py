@@ -427,6 +427,10 @@ class InChunks(eqx.Module):
                 return out, jtu.tree_map(lambda _: False, out)
             in_axes = tuple(0 if batched else None for batched in in_batched)
             mapped = jax.vmap(self.fn, in_axes=in_axes)
+            if axis_size == 0:  # (nothing to map: the empty outputs of the right shapes)
+                shapes = jax.eval_shape(mapped, A, t)
+                out = jtu.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                return out, jtu.tree_map(lambda _: True, out)
             if not A_batched or chunk is None:
                 out = mapped(A, t)
             else:

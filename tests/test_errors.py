@@ -8,6 +8,7 @@ import numpy as np
 import odeexpm
 import pytest
 from jax.experimental import sparse
+from odeexpm._solution import _largest_failure
 
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3), (4, 2, 3)])
@@ -179,6 +180,35 @@ def test_empty_batches_gradients_and_actions():
     assert odeexpm.expm_multiply(jnp.zeros((0, 0)), jnp.zeros(0)).shape == (0,)
     times = jnp.array([0.0, 1.0])
     assert odeexpm.expm_multiply(jnp.zeros((0, 0)), jnp.zeros((0, 2)), times).shape == (2, 0, 2)
+
+
+def test_empty_batches_under_vmap():
+    # The batch size of an enclosing `jax.vmap` is not seen by the call: an empty one must
+    # still give empty answers and gradients (equinox's error check reduces its codes over
+    # the vmap axis with `unvmap_max`, which an empty axis makes fail).
+    empty = jnp.zeros((0, 3, 3))
+    assert jax.vmap(odeexpm.expm)(empty).shape == (0, 3, 3)
+    assert jax.jit(jax.vmap(odeexpm.expm))(empty).shape == (0, 3, 3)
+    assert jax.grad(lambda A: jax.vmap(odeexpm.expm)(A).sum())(empty).shape == (0, 3, 3)
+    X, L = jax.vmap(odeexpm.expm_frechet)(empty, empty)
+    assert X.shape == L.shape == (0, 3, 3)
+    assert jax.vmap(odeexpm.expm_cond)(empty).shape == (0,)
+    action = jax.vmap(lambda A: odeexpm.expm_multiply(A, jnp.ones(3)))
+    assert action(empty).shape == (0, 3)
+    assert jax.grad(lambda A: action(A).sum())(empty).shape == (0, 3, 3)
+
+
+def test_the_largest_failure_code_is_reported_over_a_vmap():
+    # Found bit by bit over the batch and the vmap axis, without `unvmap_max`.
+    def largest(codes):
+        result = eqx.tree_at(lambda r: r._value, odeexpm.RESULTS.successful, codes)
+        return _largest_failure(result)
+
+    codes = jnp.array([[0, 5, 2], [16, 0, 9], [0, 0, 0]], jnp.int32)
+    assert jax.vmap(largest)(codes).tolist() == [16, 16, 16]
+    assert jax.vmap(jax.vmap(largest))(codes).tolist() == [[16] * 3] * 3
+    assert int(largest(codes[0])) == 5 and int(largest(codes[2])) == 0
+    assert jax.vmap(largest)(jnp.zeros((0, 3), jnp.int32)).shape == (0,)
 
 
 def test_stats_are_readable_and_name_the_solver():
