@@ -4,7 +4,7 @@ The commit's `odeexpm/` is extracted with `git archive` into a temporary folder 
 imported under another name, so both versions run side by side, forward and reverse
 gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
 `batch3x3`, `batch3x3_wide`, `batch3x3_rotations`, `batch8x8`), `expm_multiply` with
-sparse matrices (`grid,grid_jit,markov`), a driven spin chain (`ising`), a gate
+sparse matrices (`grid,grid_jit,markov,markov_jit`), a driven spin chain (`ising`), a gate
 optimisation's loss (`gate`) and a driven Kerr oscillator with loss (`kerr`,
 `odeexpm.Lindblad`): see `expm_cases`, `action_cases`, `ising_case`, `gate_case` and
 `kerr_case`. The calls run in a new random order each round (on a CPU, a small program
@@ -109,7 +109,8 @@ def action_cases(rng):
     """`odeexpm.expm_multiply` with sparse matrices: `exp(5L) v` for the 5-point
     Laplacian of a 300x300 grid (`grid`: the BCOO closed over; `grid_jit`: passed to the
     jitted function, indices traced), and a 1000-state Markov chain (5 random exits per
-    state) at 10 times (`markov`). Forward, and the gradient of `sum(W * result)` in the
+    state) at 10 times (`markov`; `markov_jit`: its indices passed to the jitted
+    function). Forward, and the gradient of `sum(W * result)` in the
     BCOO's values."""
     from jax.experimental import sparse
 
@@ -151,17 +152,36 @@ def action_cases(rng):
     times = jnp.linspace(0.5, 5.0, 10)
     W_chain = jnp.asarray(rng.standard_normal((10, states)))
 
-    def markov(module):
-        def forward(rates):
-            leaving = jax.ops.segment_sum(rates, jnp.asarray(pairs[:, 1]), states)
-            data = jnp.concatenate([rates, -leaving])[order]
-            Q = sparse.BCOO((data, jnp.asarray(indices[order])), shape=(states, states))
-            return module.expm_multiply(Q, p0, times)
+    def markov(traced):
+        def functions(module):
+            def solve(rates, chain_indices):
+                leaving = jax.ops.segment_sum(rates, jnp.asarray(pairs[:, 1]), states)
+                data = jnp.concatenate([rates, -leaving])[order]
+                Q = sparse.BCOO((data, chain_indices), shape=(states, states))
+                return module.expm_multiply(Q, p0, times)
 
-        loss = lambda rates: jnp.sum(W_chain * forward(rates))  # noqa: E731
-        return {"forward": (forward, rates), "gradient": (jax.grad(loss), rates)}
+            def loss(rates, chain_indices):
+                return jnp.sum(W_chain * solve(rates, chain_indices))
 
-    return {"grid": grid(False), "grid_jit": grid(True), "markov": markov}
+            if traced:  # the indices an argument of the jitted function
+                x = (rates, jnp.asarray(indices[order]))
+                return {
+                    "forward": (lambda x: solve(*x), x),
+                    "gradient": (lambda x: jax.grad(loss)(*x), x),
+                }
+            chain_indices = jnp.asarray(indices[order])
+            forward = lambda rates: solve(rates, chain_indices)  # noqa: E731
+            gradient = jax.grad(lambda rates: loss(rates, chain_indices))
+            return {"forward": (forward, rates), "gradient": (gradient, rates)}
+
+        return functions
+
+    return {
+        "grid": grid(False),
+        "grid_jit": grid(True),
+        "markov": markov(False),
+        "markov_jit": markov(True),
+    }
 
 
 def kerr_case():

@@ -159,6 +159,21 @@ def test_irregular_sparsity_unsorted_duplicates():
     assert Ys.shape == (3, n, 2)
     for t, Y in zip(ts, Ys):
         assert rel_err(Y, closed_form(dense, x, t)) < 1e-12
+    # Gradients through the entries (`product_by_entries`; duplicates each get the
+    # matrix entry's), in the values and in the state, closed over and traced.
+    W = rng.standard_normal((n, 2))
+
+    def loss(data, indices, x):
+        product = odeexpm.expm_multiply(sparse.BCOO((data, indices), shape=A.shape), x, 0.8)
+        return jnp.sum(W * product)
+
+    grad_A, reference_x, _ = frechet_gradients(dense, x, W, 0.8)
+    reference_data = grad_A[tuple(np.asarray(A.indices).T)]
+    closed = jax.grad(lambda data, x: loss(data, A.indices, x), argnums=(0, 1))
+    traced = jax.jit(jax.grad(loss, argnums=(0, 2)))
+    for grad_data, grad_x in (closed(A.data, x), traced(A.data, A.indices, x)):
+        assert rel_err(grad_data, reference_data) < 1e-10
+        assert rel_err(grad_x, reference_x) < 1e-10
 
 
 def test_times_vector_one_solve():

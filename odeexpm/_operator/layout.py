@@ -12,7 +12,7 @@ import weakref
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, Int
+from jaxtyping import Array, Int, UInt
 
 # Slots of a group up to this width are summed by an unrolled sequence of fused
 # gathers; a wider group (a few dense rows) is reduced along an axis instead, which
@@ -37,7 +37,9 @@ class SparseLayout(eqx.Module):
     group `g`, the index of its entry in the data (`nnz` for padding); `columns[g]` its
     column and `rows[g]` its row, both in group order. `column_slots[j, c]` is the
     data index of the `j`-th off-diagonal entry of column `c` (group order; `None` when
-    the columns are too irregular).
+    the columns are too irregular). `entry_rows[e]` and `entry_columns[e]` are the row
+    and column of data entry `e`, in group order (for derivatives, which are sums over
+    the entries).
     """
 
     # One array per group, of its own width and number of rows (hence unchecked names).
@@ -45,6 +47,8 @@ class SparseLayout(eqx.Module):
     columns: tuple[Int[Array, "_w _m"], ...]
     rows: tuple[Int[Array, " _m"], ...]
     column_slots: Int[Array, "wc n"] | None
+    entry_rows: Int[Array, " nnz"]
+    entry_columns: UInt[Array, " nnz"]
     permutation: Int[Array, " n"] | None
     inverse: Int[Array, " n"] | None
     n: int = eqx.field(static=True)
@@ -126,6 +130,11 @@ def plan_layout(indices: Int[Array, "nnz 2"] | np.ndarray, n: int) -> SparseLayo
         group_rows.append(members)
     identity = len(groups) == 1
     column_slots = _column_slots(entry_position, entry_column, by_row, n)
+    entry_rows = np.empty(nnz, np.int32)
+    entry_rows[by_row] = entry_position
+    # (Unsigned: indexing by signed integers wraps negative ones, a select per entry.)
+    entry_columns = np.empty(nnz, np.uint32)
+    entry_columns[by_row] = entry_column
     # Device arrays made outside any trace, even when called under one (a layout may be
     # cached and reused by later traces). `device_put`, not `jnp.asarray`: the latter
     # compiles a conversion per new shape.
@@ -136,6 +145,8 @@ def plan_layout(indices: Int[Array, "nnz 2"] | np.ndarray, n: int) -> SparseLayo
             tuple(put(c) for c in cols),
             tuple(put(r) for r in group_rows),
             None if column_slots is None else put(column_slots),
+            put(entry_rows),
+            put(entry_columns),
             None if identity else put(order.astype(np.int32)),
             None if identity else put(position.astype(np.int32)),
             n,

@@ -11,6 +11,7 @@ Gershgorin disk.
 """
 
 import functools
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -70,10 +71,15 @@ class EllOperator(AbstractOperator):
     `off_diagonal_by_column[j, c]` is the `j`-th off-diagonal entry of column `c`
     (padded with zeros), for the column sums of the Gershgorin disk without a scatter;
     `None` when the columns are too irregular to pad (then a `segment_sum` is used).
+    Products are differentiated through the stored entries `data`, at `entry_rows` and
+    `entry_columns` (group order), not the groups (`product_by_entries`).
     """
 
     groups: tuple[EllGroup, ...]
     off_diagonal_by_column: Inexact[Array, "wc n"] | None
+    data: Inexact[Array, " nnz"]
+    entry_rows: Int[Array, " nnz"]
+    entry_columns: UInt[Array, " nnz"]
     n: int = eqx.field(static=True)
 
     @property
@@ -85,6 +91,12 @@ class EllOperator(AbstractOperator):
         return self.groups[0].values.dtype
 
     def mv(self, y):
+        return product_by_entries(
+            self.grouped_mv, self.data, self.entry_rows, self.entry_columns, y
+        )
+
+    def grouped_mv(self, y):
+        """`A @ y` from the groups (differentiated by `mv` through the entries)."""
         parts = [group.mv(y) for group in self.groups]
         return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
@@ -103,7 +115,7 @@ class EllOperator(AbstractOperator):
         return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
     def fast_form(self):
-        return BucketedEllOperator.from_coo(self), None
+        return self, None
 
 
 class SparseOperator(AbstractOperator):
@@ -150,7 +162,10 @@ class SparseOperator(AbstractOperator):
         renumbering = (
             None if layout.permutation is None else Renumbering(layout.permutation, layout.inverse)
         )
-        return EllOperator(groups, by_column, layout.n), renumbering
+        operator = EllOperator(
+            groups, by_column, self.data, layout.entry_rows, layout.entry_columns, layout.n
+        )
+        return operator, renumbering
 
     def mv(self, y):
         return apply_in_row_order(*self.fast_form(), y)
@@ -227,7 +242,7 @@ class BucketedEllOperator(AbstractOperator):
     with no scatter. Entries out of row order (sorting them on the device costs more than
     a solve) and rows longer than the table (`TABLE_SLACK` times the mean row length)
     keep `segment_sum` products (the last branch). Products are differentiated through
-    the coordinate lists `coo`, not the table (`_bucketed_product`).
+    the coordinate lists `coo`, not the table (`product_by_entries`).
     """
 
     values: Inexact[Array, "w n"]
@@ -268,7 +283,7 @@ class BucketedEllOperator(AbstractOperator):
             return jax.lax.switch(jnp.minimum(bucket, len(widths) - 1), branches, operands)
 
         # Materialized: fused into each product instead, the gathers would run each time.
-        # (Not differentiated: `_bucketed_product` differentiates through `coo.data`.)
+        # (Not differentiated: `mv` differentiates through `coo.data`.)
         data = jax.lax.stop_gradient(coo.data)
         values, columns = computed_once(tables, (data, first, counts, coo.columns))
         return cls(values, columns, bucket, coo)
@@ -282,10 +297,11 @@ class BucketedEllOperator(AbstractOperator):
         return self.coo.dtype
 
     def mv(self, y):
-        return _bucketed_product(self, y)
+        coo = self.coo
+        return product_by_entries(self.tabled_mv, coo.data, coo.rows, coo.columns, y)
 
     def tabled_mv(self, y):
-        """`A @ y` from the table (not differentiable: see `_bucketed_product`)."""
+        """`A @ y` from the table (differentiated by `mv` through the entries)."""
 
         def ell(width, y):
             expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
@@ -307,30 +323,38 @@ class BucketedEllOperator(AbstractOperator):
 
 
 @eqx.filter_custom_jvp
-def _bucketed_product(operator: BucketedEllOperator, y: Inexact[Array, " n *k"]):
-    """`operator.tabled_mv(y)`, differentiated through the coordinate lists instead.
+def product_by_entries(
+    product: Callable[[Inexact[Array, " n *k"]], Inexact[Array, " n *k"]],
+    data: Inexact[Array, " nnz"],
+    rows: Int[Array, " nnz"],
+    columns: Int[Array, " nnz"] | UInt[Array, " nnz"],
+    y: Inexact[Array, " n *k"],
+) -> Inexact[Array, " n *k"]:
+    """`product(y)`: the product of `y` with the sparse matrix whose stored entries `data`
+    lie at `(rows, columns)`, differentiated through those entries, not through the
+    layout that `product` reads (which must hold `data` and no other differentiable
+    value).
 
-    Reverse mode through the table would transpose its `lax.switch`, whose residuals are
-    the union of every branch's (a copy of each slot of each width, per product) and whose
-    cotangent is the whole table's, mostly padding. As a sum over the stored entries the
-    tangent has neither, and transposes into gathers and one `segment_sum`. (The
-    table's values are taken from `coo.data`, whose tangent this is.)"""
-    return operator.tabled_mv(y)
+    The tangent `sum_e (data_e dy[c_e] + d data_e y[c_e])` into row `r_e` transposes into
+    gathers and one scatter (into the cotangent of `y`). Through a layout, reverse mode
+    would give every product a cotangent of the layout's size, mostly padding, to scatter
+    back into the data (one scatter per group and slot); through a `lax.switch` over
+    layouts, a copy of every branch's residuals too. (In forward mode the tangent is a
+    `segment_sum`, slower than a layout's gathers.)"""
+    return product(y)
 
 
-@_bucketed_product.def_jvp
-def _bucketed_product_jvp(primals, tangents):
-    (operator, y), (d_operator, d_y) = primals, tangents
-    coo = operator.coo
+@product_by_entries.def_jvp
+def _product_by_entries_jvp(primals, tangents):
+    (product, data, rows, columns, y), (_, d_data, _, _, d_y) = primals, tangents
     expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
     entries = []
     if d_y is not None:
-        entries.append(expand(coo.data) * d_y[coo.columns])
-    d_data = None if d_operator is None else d_operator.coo.data
+        entries.append(expand(data) * d_y[columns])
     if d_data is not None:
-        entries.append(expand(d_data) * y[coo.columns])
-    out = _bucketed_product(operator, y)
+        entries.append(expand(d_data) * y[columns])
+    out = product_by_entries(product, data, rows, columns, y)
     if not entries:
         return out, None
-    tangent = jax.ops.segment_sum(sum(entries[1:], entries[0]), coo.rows, num_segments=coo.n)
-    return out, tangent
+    total = sum(entries[1:], entries[0])
+    return out, jax.ops.segment_sum(total, rows, num_segments=y.shape[0])
