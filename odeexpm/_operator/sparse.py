@@ -197,8 +197,8 @@ class CooOperator(AbstractOperator):
         return self.data.dtype
 
     def mv(self, y):
-        data = self.data if y.ndim == 1 else self.data[:, None]
-        return jax.ops.segment_sum(data * y[self.columns], self.rows, num_segments=self.n)
+        terms = entry_terms(self.data, self.columns, y)
+        return jax.ops.segment_sum(terms, self.rows, num_segments=self.n)
 
     def disk(self):
         on_diagonal = self.rows == self.columns
@@ -347,14 +347,23 @@ def product_by_entries(
 @product_by_entries.def_jvp
 def _product_by_entries_jvp(primals, tangents):
     (product, data, rows, columns, y), (_, d_data, _, _, d_y) = primals, tangents
-    expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
-    entries = []
+    terms = []
     if d_y is not None:
-        entries.append(expand(data) * d_y[columns])
+        terms.append(entry_terms(data, columns, d_y))
     if d_data is not None:
-        entries.append(expand(d_data) * y[columns])
+        terms.append(entry_terms(d_data, columns, y))
     out = product_by_entries(product, data, rows, columns, y)
-    if not entries:
+    if not terms:
         return out, None
-    total = sum(entries[1:], entries[0])
+    total = sum(terms[1:], terms[0])
     return out, jax.ops.segment_sum(total, rows, num_segments=y.shape[0])
+
+
+def entry_terms(
+    values: Inexact[Array, " nnz"],
+    columns: Int[Array, " nnz"] | UInt[Array, " nnz"],
+    y: Inexact[Array, " n *k"],
+) -> Inexact[Array, " nnz *k"]:
+    """`values[e] * y[columns[e]]` for each stored entry `e`: summed into the entries'
+    rows, the product of `y` with the matrix."""
+    return (values if y.ndim == 1 else values[:, None]) * y[columns]
