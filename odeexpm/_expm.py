@@ -13,11 +13,12 @@ from jaxtyping import Array, ArrayLike, Inexact
 from ._adjoint import FrechetAdjoint, with_frechet_derivative
 from ._checks import as_real_scalar, as_square_matrices, warn_if_below_precision
 from ._generator import Constant
-from ._linalg import matmul, norm1
+from ._linalg import matmul
 from ._scaling import (
     BALANCE_FROM,
     balance,
     fitted_by_powers,
+    halved,
     scaled_exponent,
     square,
     triangularity,
@@ -195,7 +196,7 @@ def _solve_and_square(A, t, *, squarings, options):
     return outcome(Y, stats, result, bad, num_squarings=k)
 
 
-# `||tA||_1 <= BALANCE_FROM` needs at most this many squarings (`_halved`; the powers
+# `||tA||_1 <= BALANCE_FROM` needs at most this many squarings (`halved`; the powers
 # only lower it).
 _MOST_MODEST_SQUARINGS = math.floor(math.log2(BALANCE_FROM)) + 1
 
@@ -219,12 +220,7 @@ def _unguarded_where_safe(A, t, mapped, *, options):
         return mapped(A, t)
 
     t_axis = 0 if t.ndim else None
-
-    def modest(A, t):
-        # (A NaN or an infinity in `t` or `A` makes the norm NaN or infinite: not modest.)
-        E = jax.lax.stop_gradient(A)
-        upper, lower = triangularity(E)
-        return (norm1(jax.lax.stop_gradient(t) * E) <= BALANCE_FROM) & ~(upper | lower)
+    X, k0, norm = jax.vmap(halved, in_axes=(0, t_axis))(A, t)
 
     def unguarded(powers, alpha, k):
         Y, _ = jax.vmap(partial(taylor_step_polynomial, degree=solver.degree))(powers, alpha)
@@ -239,16 +235,16 @@ def _unguarded_where_safe(A, t, mapped, *, options):
         return Y, jax.vmap(partial(_one_step_stats, solver=solver))(k)
 
     def scaled(_):
-        powers, alpha, k, promising = jax.vmap(
-            partial(unshifted_exponent, solver=solver), in_axes=(0, t_axis)
-        )(A, t)
+        powers, alpha, k, promising = jax.vmap(partial(unshifted_exponent, solver=solver))(X, k0)
         # (At these norms `k <= _MOST_MODEST_SQUARINGS` always; checked all the same.)
         few = eqxi.unvmap_all(jnp.all((k <= _MOST_MODEST_SQUARINGS) & jnp.logical_not(promising)))
         return jax.lax.cond(few, lambda: unguarded(powers, alpha, k), lambda: mapped(A, t))
 
-    # Checked in two stages: the first before anything is computed.
-    all_modest = eqxi.unvmap_all(jnp.all(jax.vmap(modest, in_axes=(0, t_axis))(A, t)))
-    return jax.lax.cond(all_modest, scaled, lambda _: mapped(A, t), None)
+    # Checked in two stages, the first before anything but the halving is computed. (A
+    # NaN or an infinity in `t` or `A` makes the norm NaN or infinite: not modest.)
+    upper, lower = jax.vmap(triangularity)(jax.lax.stop_gradient(A))
+    modest = (norm <= BALANCE_FROM) & ~(upper | lower)
+    return jax.lax.cond(eqxi.unvmap_all(jnp.all(modest)), scaled, lambda _: mapped(A, t), None)
 
 
 def _one_step_stats(num_squarings, *, solver) -> Stats:

@@ -28,7 +28,7 @@ from ._generator import Constant
 from ._linalg import halvings, matmul, norm1, power_of_two
 from ._solver import Taylor
 from ._solver.action import is_narrow
-from ._solver.polynomial import largest_alpha, power_norm_bound
+from ._solver.polynomial import largest_alpha, most_doublings, power_norm_bound
 
 # For solvers other than Taylor, the automatic scaling solves on [0, t / 2^k] with
 # ||t A||_1 / 2^k <= SCALED_NORM, where a high-order explicit step covers the interval in
@@ -67,7 +67,7 @@ def scaled_exponent(
     shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
     (Markov generators lose their row sums so).
     """
-    X, k = _halved(A, t)
+    X, k, _ = halved(A, t)
     no_shift = jnp.zeros((), A.dtype)
     if not fitted_by_powers(solver, A.shape[-1]):
         return X, k, None, no_shift
@@ -104,23 +104,27 @@ def fitted_by_powers(solver: diffrax.AbstractSolver, n: int) -> bool:
 
 
 def unshifted_exponent(
-    A: Inexact[Array, "n n"], t: Real[Array, ""], solver: Taylor
+    X: Inexact[Array, "n n"], k: Int[Array, ""], solver: Taylor
 ) -> tuple[tuple[Inexact[Array, "n n"], ...], Real[Array, ""], Int[Array, ""], Bool[Array, ""]]:
     """`(powers, alpha, k, promising)`: what `scaled_exponent` gives where it takes no
-    shift, for a solver `fitted_by_powers` (the powers `(I, X, ..., X^q)` of
-    `X = tA / 2^k` that the Taylor step combines, their `power_norm_bound` and the number
-    `k` of squarings), and whether it would check for the shift (where it is `False`,
-    `scaled_exponent` gives these)."""
-    X, k0 = _halved(A, t)
-    powers, growth, alpha, k = _fitted_powers(X, k0, solver)
-    promising = _shift_promising(X, k0, powers, k, solver)
-    return _grown(powers, growth), alpha, k, promising
+    shift, from `halved(A, t)`'s `X = tA / 2^k` and `k`, for a solver `fitted_by_powers`
+    (the powers `(I, X', ..., X'^q)` of the scaled exponent `X'` that the Taylor step
+    combines, their `power_norm_bound` and the number of squarings), and whether it
+    would check for the shift (where it is `False`, `scaled_exponent` gives these)."""
+    powers, growth, alpha, squarings = _fitted_powers(X, k, solver)
+    promising = _shift_promising(X, k, powers, squarings, solver)
+    return _grown(powers, growth), alpha, squarings, promising
 
 
-def _halved(A, t):
-    # `(X, k)`: `X = tA / 2^k` with `||X||_1 <= SCALED_NORM`.
-    k = halvings(jax.lax.stop_gradient(norm1(t * A)), SCALED_NORM, MAX_SQUARINGS)
-    return t * power_of_two(-k, t.dtype) * A, k
+def halved(
+    A: Inexact[Array, "n n"], t: Real[Array, ""]
+) -> tuple[Inexact[Array, "n n"], Int[Array, ""], Real[Array, ""]]:
+    """`(X, k, norm)`: `X = tA / 2^k`, the fewest halvings with `||X||_1 <= SCALED_NORM`,
+    and `norm = ||tA||_1` (for decisions: not differentiated; NaN where `A` or `t` holds
+    one)."""
+    norm = jax.lax.stop_gradient(norm1(t * A))
+    k = halvings(norm, SCALED_NORM, MAX_SQUARINGS)
+    return t * power_of_two(-k, t.dtype) * A, k, norm
 
 
 def _fitted_powers(X, k, solver):
@@ -133,7 +137,7 @@ def _fitted_powers(X, k, solver):
     # the `r` halvings they do not need, or halve once more (`r = -1`). Scaling by 2^r
     # is exact.
     theta = largest_alpha(solver.degree, X.dtype)
-    r = jnp.where(alpha <= theta, halvings(theta / alpha, 2.0, MAX_SQUARINGS), -1)
+    r = most_doublings(powers, solver.degree, theta, MAX_SQUARINGS)
     r = jnp.clip(r, k - MAX_SQUARINGS, k)
     # (Scaled by `growth` after the choice: the branches pass the powers as formed.)
     growth = power_of_two(r, alpha.dtype)

@@ -5,6 +5,8 @@ form). The default path must be accurate on every one of them, including those w
 JAX's Padé returns NaN.
 """
 
+import math
+
 import numpy as np
 import odeexpm
 import pytest
@@ -47,11 +49,93 @@ def test_halvings_and_powers_of_two():
 
     bound = 1.14
     thresholds = bound * 2.0 ** np.arange(-3, 66)
-    norms = np.concatenate([[0.0, np.inf], thresholds, np.nextafter(thresholds, 0)])
+    norms = np.concatenate([[0.0, np.inf, np.nan], thresholds, np.nextafter(thresholds, 0)])
     expected = [min([s for s in range(65) if norm / 2.0**s < bound], default=64) for norm in norms]
-    np.testing.assert_array_equal(halvings(jnp.asarray(norms), bound, 64), expected)
-    s = jnp.arange(-70, 70)
-    np.testing.assert_array_equal(power_of_two(s, jnp.float64), 2.0 ** np.arange(-70, 70))
+    expected[2] = 0  # (NaN: no halving)
+    for most in (4, 64):
+        np.testing.assert_array_equal(
+            halvings(jnp.asarray(norms), bound, most), np.minimum(expected, most)
+        )
+    # Every integer exponent, past underflow and overflow, as `math.ldexp` gives it
+    # (infinity above), in each real dtype. Below the normal range XLA's CPU backend
+    # flushes subnormal results to 0 (as it did `jnp.ldexp`'s): 0 or the subnormal.
+    for dtype in (np.float64, np.float32, np.float16):
+        info = np.finfo(dtype)
+        s = np.arange(3 * info.minexp, 3 * info.maxexp)
+
+        def exact(i, dtype=dtype):
+            return dtype(math.ldexp(1.0, i)) if i < info.maxexp else dtype(np.inf)
+
+        expected = np.array([exact(int(i)) for i in s], dtype)
+        got = power_of_two(jnp.asarray(s, jnp.int32), dtype)
+        assert got.dtype == dtype
+        got = np.asarray(got)
+        normal = s >= info.minexp
+        np.testing.assert_array_equal(got[normal], expected[normal])
+        assert np.all((got[~normal] == 0) | (got[~normal] == expected[~normal]))
+
+
+def test_exponents_from_the_bits():
+    # floor(log2 |x|), exactly, against `math.frexp`: normal numbers of every magnitude,
+    # powers of two and their neighbours; the documented values elsewhere.
+    import jax.numpy as jnp
+    from odeexpm._linalg import exponent
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32, np.float16):
+        info = np.finfo(dtype)
+        powers = np.ldexp(1.0, np.arange(info.minexp, info.maxexp)).astype(dtype)
+        x = np.concatenate(
+            [
+                powers,
+                np.nextafter(powers, dtype(0)),
+                np.nextafter(powers, dtype(np.inf)),
+                -powers,
+                rng.uniform(-1, 1, 1000).astype(dtype) * powers[rng.integers(0, powers.size, 1000)],
+            ]
+        )
+        x = x[np.abs(x) >= info.tiny]
+        expected = [math.frexp(float(v))[1] - 1 for v in x]
+        np.testing.assert_array_equal(exponent(jnp.asarray(x)), expected)
+        special = jnp.asarray([np.inf, -np.inf, np.nan, 0.0, info.smallest_subnormal], dtype)
+        edges = [info.maxexp] * 2 + [info.minexp - 1] * 3
+        np.testing.assert_array_equal(exponent(special), edges)
+
+
+def test_doublings_without_roots():
+    # `most_doublings`, from exponents, against its definition on `power_norm_bound`:
+    # the largest r <= 64 with alpha 2^r <= theta (-1 where none), for each degree's
+    # powers, on normal, non-normal and nilpotent matrices across magnitudes.
+    import jax
+    import jax.numpy as jnp
+    from odeexpm._solver.polynomial import (
+        largest_alpha,
+        most_doublings,
+        power_norm_bound,
+        taylor_powers,
+    )
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3000, 4, 4)) * np.exp(rng.uniform(-20, 6, (3000, 1, 1)))
+    A[::3] = np.triu(A[::3]) * 100
+    A[1::5] = np.triu(A[1::5], 1)
+    for degree in (21, 18, 12, 8):
+        theta = largest_alpha(degree, np.float64)
+        powers = jax.vmap(lambda a, degree=degree: taylor_powers(a, degree))(jnp.asarray(A))
+        alpha = np.asarray(jax.vmap(lambda p, degree=degree: power_norm_bound(p, degree))(powers))
+        with np.errstate(divide="ignore"):
+            expected = np.where(
+                alpha <= theta, np.minimum(np.floor(np.log2(theta / alpha)), 64), -1
+            )
+        got = jax.vmap(lambda p, degree=degree, theta=theta: most_doublings(p, degree, theta, 64))(
+            powers
+        )
+        # (log2 of the quotient may round up across an integer: exact checks where it
+        # is not within rounding of one.)
+        ratio = np.log2(theta / np.where(alpha > 0, alpha, 1))
+        clear = (alpha == 0) | (np.abs(ratio - np.round(ratio)) > 1e-9)
+        assert clear.mean() > 0.99
+        np.testing.assert_array_equal(np.asarray(got)[clear], expected[clear])
 
 
 def test_balancing_stops_when_a_sweep_changes_nothing():

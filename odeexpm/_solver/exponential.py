@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Inexact, Real
 
-from .._linalg import halvings, matmul, norm1
+from .._linalg import halvings, matmul, norm1, power_of_two
 from .action import taylor_action
 from .polynomial import cheapest_degree, largest_alpha, taylor_polynomial
 
@@ -54,10 +54,7 @@ def step_exponential(x: Inexact[Array, "n n"]) -> tuple[Inexact[Array, "n n"], B
     norm = jax.lax.stop_gradient(norm1(x))
     ok = norm <= step_range(x.dtype)
     squarings = halvings(norm, theta, MAX_STEP_SQUARINGS)
-    # (A table, where `power_of_two`'s `ldexp` compiles to about 60 instructions in every
-    # adaptive step.)
-    scales = jnp.asarray([2.0**-i for i in range(MAX_STEP_SQUARINGS + 1)], norm.dtype)
-    e = taylor_polynomial(x * scales[squarings], degree)
+    e = taylor_polynomial(x * power_of_two(-squarings, norm.dtype), degree)
 
     def square(e, i):
         # Under `vmap` a squaring runs only where some matrix of the batch needs it (with

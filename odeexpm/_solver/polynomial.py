@@ -22,9 +22,9 @@ from fractions import Fraction
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Inexact, Real
+from jaxtyping import Array, Inexact, Int, Real
 
-from .._linalg import matmul, norm1
+from .._linalg import exponent, matmul, norm1
 
 # Coefficients of the degree-18 scheme (B1 in powers 0-3 of X, B2..B5 in powers 0, 1,
 # 2, 3 and 6): `A9 = B1 B5 + B4`, `T18 = B2 + (B3 + A9) A9`.
@@ -152,14 +152,56 @@ def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> 
     Appl. 31 (2009) 970, Lemma 4.1): for a non-normal `x`, `alpha` can be far below
     `||x||`, which would overestimate the truncation error and ask for needless squarings.
     """
-    # A bound for decisions, never differentiated (the roots have no derivative at 0).
-    # The norms in one reduction: on small matrices the count of operations is the cost.
+    norms = _power_norms(powers)
+    return functools.reduce(
+        jnp.minimum,
+        [
+            functools.reduce(jnp.maximum, [norms[j] ** (1 / j) for j in candidate])
+            for candidate in _bound_candidates(len(powers) - 1, degree)
+        ],
+    )
+
+
+def most_doublings(
+    powers: tuple[Inexact[Array, "n n"], ...], degree: int, theta: float, most: int
+) -> Int[Array, ""]:
+    """The largest `r <= most` with `power_norm_bound` of the powers of `2^r x` at most
+    `theta` (`-1` where even `r = 0` exceeds it): `alpha 2^r <= theta`, without
+    `alpha`'s roots.
+
+    For each power, the largest `r` with `2^r ||x^j||^(1/j) <= theta` is
+    `floor(log2(theta^j / ||x^j||) / j) = floor(floor(log2(theta^j / ||x^j||)) / j)`, in
+    integers from the exponent of `theta^j / ||x^j||`: roots, one `pow` per entry, cost
+    more than the rest of the scaling on batches of small matrices.
+    """
+    norms = _power_norms(powers)
+    dtype = norms[1].dtype
+
+    def within(j):
+        return exponent(jnp.asarray(theta**j, dtype) / norms[j]) // j
+
+    r = functools.reduce(
+        jnp.maximum,
+        [
+            functools.reduce(jnp.minimum, [within(j) for j in candidate])
+            for candidate in _bound_candidates(len(powers) - 1, degree)
+        ],
+    )
+    return jnp.clip(r, -1, most).astype(jnp.int32)
+
+
+def _power_norms(powers) -> dict[int, Real[Array, ""]]:
+    # `{j: ||x^j||_1}` for the powers after `I`, for decisions: never differentiated (the
+    # roots have no derivative at 0). In one reduction: on small matrices the count of
+    # operations is the cost.
     norms = norm1(jax.lax.stop_gradient(jnp.stack(powers[1:])))
-    d = [norms[j - 1] ** (1 / j) for j in range(1, len(powers))]
-    candidates = [d[0]] + [
-        jnp.maximum(d[p - 1], d[p]) for p in range(2, len(d)) if p * (p - 1) <= degree + 1
-    ]
-    return functools.reduce(jnp.minimum, candidates)
+    return {j: norms[j - 1] for j in range(1, len(powers))}
+
+
+def _bound_candidates(q: int, degree: int) -> list[tuple[int, ...]]:
+    # The powers each candidate for `alpha` takes the largest root of: `x` alone, then
+    # `(x^p, x^(p+1))` for the `p` with `p (p - 1) <= degree + 1` and `p + 1 <= q`.
+    return [(1,)] + [(p, p + 1) for p in range(2, q) if p * (p - 1) <= degree + 1]
 
 
 def largest_alpha(degree: int, dtype) -> float:
