@@ -163,13 +163,13 @@ def action_cases(rng):
             def loss(rates, chain_indices):
                 return jnp.sum(W_chain * solve(rates, chain_indices))
 
+            chain_indices = jnp.asarray(indices[order])
             if traced:  # the indices an argument of the jitted function
-                x = (rates, jnp.asarray(indices[order]))
+                x = (rates, chain_indices)
                 return {
                     "forward": (lambda x: solve(*x), x),
                     "gradient": (lambda x: jax.grad(loss)(*x), x),
                 }
-            chain_indices = jnp.asarray(indices[order])
             forward = lambda rates: solve(rates, chain_indices)  # noqa: E731
             gradient = jax.grad(lambda rates: loss(rates, chain_indices))
             return {"forward": (forward, rates), "gradient": (gradient, rates)}
