@@ -25,7 +25,7 @@ from jaxtyping import Array, Bool, Inexact, Int, PyTree, Real
 
 from ._adjoint import FrechetAdjoint
 from ._generator import Constant
-from ._linalg import halvings, matmul, norm1, power_of_two
+from ._linalg import all_zero, column_sums, halvings, matmul, norm1, power_of_two
 from ._solver import Taylor
 from ._solver.action import is_narrow
 from ._solver.polynomial import largest_alpha, most_doublings, power_norm_bound
@@ -213,7 +213,7 @@ def _balanced(worth, A):
         i, log2_d, direction, _ = carry
         d = jnp.exp2(log2_d)
         scaled = magnitude * d[None, :] / d[:, None]
-        column, row = jnp.sum(scaled, axis=0), jnp.sum(scaled, axis=1)
+        column, row = column_sums(scaled), jnp.sum(scaled, axis=1)
         usable = (column > 0) & (row > 0)
         # Multiplying column i by f and row i by 1/f balances them at f = sqrt(row / column).
         ratio = jnp.where(usable, row / jnp.where(usable, column, 1), 1)
@@ -300,7 +300,7 @@ def square(
 
 def triangularity(E: Inexact[Array, "n n"]) -> tuple[Bool[Array, ""], Bool[Array, ""]]:
     """Whether `E` is upper and whether it is lower triangular (a diagonal `E` is both)."""
-    return jnp.all(jnp.tril(E, -1) == 0), jnp.all(jnp.triu(E, 1) == 0)
+    return all_zero(jnp.tril(E, -1)), all_zero(jnp.triu(E, 1))
 
 
 class ExactBand(eqx.Module):

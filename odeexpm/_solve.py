@@ -447,26 +447,28 @@ class InChunks(eqx.Module):
 
 def _map_chunks(on_chunk: Callable, A, t, t_batched: bool, chunk: int) -> PyTree:
     """`on_chunk` over the chunks of `chunk` matrices of `A` (and of `t` where batched),
-    in a loop, and over the rest; the outputs joined along their leading axes."""
-    whole = A.shape[0] // chunk * chunk
+    in a loop; where `chunk` does not divide the batch, the last chunk overlaps the one
+    before (the outputs of a matrix do not depend on its chunk), and only its new rows
+    are kept. One chunk's computation to compile, not one more for a remainder."""
+    count = A.shape[0]
+    if count <= chunk:
+        return on_chunk(A, t)
 
-    def part(start, stop):
-        return A[start:stop], t[start:stop] if t_batched else t
+    def part(start):
+        A_part = jax.lax.dynamic_slice_in_dim(A, start, chunk)
+        return on_chunk(A_part, jax.lax.dynamic_slice_in_dim(t, start, chunk) if t_batched else t)
 
-    outputs = []
-    if whole:
-        A_whole, t_whole = part(0, whole)
-        A_chunks = A_whole.reshape(-1, chunk, *A.shape[1:])
-        if t_batched:
-            chunks = jax.lax.map(lambda At: on_chunk(*At), (A_chunks, t_whole.reshape(-1, chunk)))
-        else:
-            chunks = jax.lax.map(lambda A: on_chunk(A, t), A_chunks)
-        outputs.append(jtu.tree_map(lambda x: x.reshape(-1, *x.shape[2:]), chunks))
-    if whole < A.shape[0]:
-        outputs.append(on_chunk(*part(whole, A.shape[0])))
-    if len(outputs) == 1:
-        return outputs[0]
-    return jtu.tree_map(lambda *xs: jnp.concatenate(xs), *outputs)
+    starts = jnp.minimum(jnp.arange(0, count, chunk), count - chunk)
+    chunks = jax.lax.map(part, starts)
+    overlap = len(starts) * chunk - count
+
+    def joined(x):
+        whole = x.reshape(-1, *x.shape[2:])
+        if not overlap:
+            return whole
+        return jnp.concatenate([whole[:-chunk], x[-1, overlap:]])
+
+    return jtu.tree_map(joined, chunks)
 
 
 @eqx.filter_jit

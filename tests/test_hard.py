@@ -75,6 +75,41 @@ def test_halvings_and_powers_of_two():
         assert np.all((got[~normal] == 0) | (got[~normal] == expected[~normal]))
 
 
+def test_column_sums_norms_and_triangularity_on_every_small_size():
+    # Sums and `any` over the rows are written out as operations on the rows for some
+    # sizes and reduced for others: the same values on both sides of each limit (up to the
+    # order of the additions), NaN and infinity included.
+    import jax
+    import jax.numpy as jnp
+    from odeexpm._linalg import all_zero, column_sums, norm1, norms1
+    from odeexpm._scaling import triangularity
+
+    rng = np.random.default_rng(3)
+    for n in range(14):
+        x = rng.standard_normal((4, 3, n, n))
+        for k in range(n):  # upper and lower triangular, diagonal and full matrices
+            x[0, :, k, :k] = 0
+            x[1, :, k, k + 1 :] = 0
+            x[2, 0, k, np.arange(n) != k] = 0
+        if n >= 2:
+            x[3, 0, 1, 0], x[3, 1, 0, 1] = np.nan, -np.inf
+        np.testing.assert_allclose(column_sums(jnp.asarray(x)), x.sum(axis=-2), rtol=1e-15)
+        if n:  # (the 1-norm of an empty matrix is not defined)
+            expected = np.abs(x).sum(axis=-2).max(axis=-1)
+            np.testing.assert_allclose(norm1(jnp.asarray(x)), expected, rtol=1e-15)
+        zeroed = np.where(x > 1, x, 0)
+        np.testing.assert_array_equal(all_zero(jnp.asarray(zeroed)), (zeroed == 0).all((-2, -1)))
+        if n:
+            stacked = norms1([jnp.asarray(x[0]), jnp.asarray(x[1])])
+            np.testing.assert_allclose(stacked, np.abs(x[:2]).sum(axis=-2).max(axis=-1), rtol=1e-15)
+        upper, lower = jax.vmap(jax.vmap(triangularity))(jnp.asarray(x))
+        np.testing.assert_array_equal(upper, (np.tril(x, -1) == 0).all(axis=(-2, -1)))
+        np.testing.assert_array_equal(lower, (np.triu(x, 1) == 0).all(axis=(-2, -1)))
+        if n >= 2:
+            assert upper[0].all() and lower[1].all() and (upper & lower)[2, 0]
+            assert not (upper[3, :2] | lower[3, :2]).any()
+
+
 def test_exponents_from_the_bits():
     # floor(log2 |x|), exactly, against `math.frexp`: normal numbers of every magnitude,
     # powers of two and their neighbours; the documented values elsewhere.

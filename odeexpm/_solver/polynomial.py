@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Int, Real
 
-from .._linalg import exponent, matmul, norm1
+from .._linalg import exponent, matmul, norms1
 
 # Coefficients of the degree-18 scheme (B1 in powers 0-3 of X, B2..B5 in powers 0, 1,
 # 2, 3 and 6): `A9 = B1 B5 + B4`, `T18 = B2 + (B3 + A9) A9`.
@@ -192,10 +192,10 @@ def most_doublings(
 
 def _power_norms(powers) -> dict[int, Real[Array, ""]]:
     # `{j: ||x^j||_1}` for the powers after `I`, for decisions: never differentiated (the
-    # roots have no derivative at 0). In one reduction: on small matrices the count of
-    # operations is the cost.
-    norms = norm1(jax.lax.stop_gradient(jnp.stack(powers[1:])))
-    return {j: norms[j - 1] for j in range(1, len(powers))}
+    # roots have no derivative at 0).
+    powers = jax.lax.stop_gradient(powers[1:])
+    norms = norms1(list(powers))
+    return {j: norms[j - 1] for j in range(1, len(powers) + 1)}
 
 
 def _bound_candidates(q: int, degree: int) -> list[tuple[int, ...]]:
