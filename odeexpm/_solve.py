@@ -448,8 +448,8 @@ class InChunks(eqx.Module):
 def _map_chunks(on_chunk: Callable, A, t, t_batched: bool, chunk: int) -> PyTree:
     """`on_chunk` over the chunks of `chunk` matrices of `A` (and of `t` where batched),
     in a loop; where `chunk` does not divide the batch, the last chunk overlaps the one
-    before (the outputs of a matrix do not depend on its chunk), and only its new rows
-    are kept. One chunk's computation to compile, not one more for a remainder."""
+    before and only its new rows are kept (each matrix's outputs come from one chunk).
+    One chunk's computation to compile, not one more for a remainder."""
     count = A.shape[0]
     if count <= chunk:
         return on_chunk(A, t)
