@@ -3,7 +3,7 @@
 The commit's `odeexpm/` is extracted with `git archive` into a temporary folder and
 imported under another name, so both versions run side by side, forward and reverse
 gradient: `expm` on random matrices and batches (`n8,n32,n128,vmap4x4`, the default;
-`batch3x3`, `batch3x3_wide`, `batch3x3_rotations`, `batch8x8`), `expm_multiply` with
+`batch3x3`, `batch3x3_wide`, `batch3x3_rotations`, `batch8x8`, `n128_norm30`), `expm_multiply` with
 sparse matrices (`grid,grid_jit,markov,markov_jit`), a driven spin chain (`ising`), a gate
 optimisation's loss (`gate`) and a driven Kerr oscillator with loss (`kerr`,
 `odeexpm.Lindblad`): see `expm_cases`, `action_cases`, `ising_case`, `gate_case` and
@@ -75,6 +75,13 @@ def expm_cases(rng):
     R *= rng.choice([-1, 1], R.shape)
     cases["batch3x3_rotations"] = case(R - R.mT, rng.standard_normal(R.shape), False)
     cases["batch8x8"] = case(*rng.standard_normal((2, 20_000, 8, 8)) / 2, False)
+    # 1-norm 30 (expm_vs_pade.py's last dense row): balancing tried, 3 squarings, the
+    # shift looked for. (Its own generator: the cases above keep their matrices.)
+    own = np.random.default_rng(30)
+    A30 = own.standard_normal((128, 128))
+    cases["n128_norm30"] = case(
+        A30 * 30 / np.abs(A30).sum(0).max(), own.standard_normal(A30.shape), False
+    )
     return cases
 
 

@@ -176,8 +176,8 @@ def _solve_and_square(A, t, *, squarings, options):
     solver = solver_for(Constant(A), A.dtype, options, exponential=True)
     options = {**options, "solver": solver}
     if squarings is None:
-        A, d = balance(A, t)
-        X, k, precomputed, mu = scaled_exponent(A, t, solver)
+        A, d, norm = balance(A, t)
+        X, k, precomputed, mu = scaled_exponent(A, t, solver, norm)
         # Solve dY/ds = X Y over [0, 1]: the times stay static Python numbers, and a
         # first step over the whole interval is usually accepted.
         ys, stats, result = solve_linear(

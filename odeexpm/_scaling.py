@@ -25,10 +25,25 @@ from jaxtyping import Array, Bool, Inexact, Int, PyTree, Real
 
 from ._adjoint import FrechetAdjoint
 from ._generator import Constant
-from ._linalg import all_zero, column_sums, halvings, matmul, norm1, power_of_two
+from ._linalg import (
+    SKIP_PASSES_FROM,
+    all_zero,
+    column_sums,
+    halvings,
+    matmul,
+    norm1,
+    power_of_two,
+    trace,
+)
 from ._solver import Taylor
 from ._solver.action import is_narrow
-from ._solver.polynomial import largest_alpha, most_doublings, power_norm_bound
+from ._solver.polynomial import (
+    bound_from_norms,
+    largest_alpha,
+    most_doublings,
+    power_norm_bound,
+    power_norms,
+)
 
 # For solvers other than Taylor, the automatic scaling solves on [0, t / 2^k] with
 # ||t A||_1 / 2^k <= SCALED_NORM, where a high-order explicit step covers the interval in
@@ -50,7 +65,10 @@ SHIFT_BEYOND = 2
 
 
 def scaled_exponent(
-    A: Inexact[Array, "n n"], t: Real[Array, ""], solver: diffrax.AbstractSolver
+    A: Inexact[Array, "n n"],
+    t: Real[Array, ""],
+    solver: diffrax.AbstractSolver,
+    norm: Real[Array, ""] | None = None,
 ) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree, Inexact[Array, ""]]:
     """`(X, k, precomputed, mu)` with `exp(tA) = exp(mu) exp(X)^(2^k)`: the scaled
     exponent `X = (t A - mu I) / 2^k`, the number `k` of squarings, for a `Taylor`
@@ -65,26 +83,28 @@ def scaled_exponent(
     with entries `5e4`, has a 1-norm of `1e5` but `exp(A) = e (I + N)`), each squaring
     would amplify the rounding errors of what it squares. Where squarings remain the
     shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
-    (Markov generators lose their row sums so).
+    (Markov generators lose their row sums so). `norm`: `||tA||_1` where known
+    (`balance` gives it).
     """
-    X, k, _ = halved(A, t)
+    X, k, _ = halved(A, t, norm)
     no_shift = jnp.zeros((), A.dtype)
     if not fitted_by_powers(solver, A.shape[-1]):
         return X, k, None, no_shift
     identity = jnp.eye(A.shape[-1], dtype=A.dtype)
     theta = largest_alpha(solver.degree, A.dtype)
     powers, growth, alpha, squarings = _fitted_powers(X, k, solver)
-    unshifted = (powers, growth, alpha, squarings, no_shift)
+    # (The identity, `powers[0]`, stays out of the branches, which would copy it.)
+    unshifted = (powers[1:], growth, alpha, squarings, no_shift)
 
     # The shift is looked for where it would save more squarings than the two products
     # that check it cost, in two stages: a guess (`_shift_promising`), then the shifted
     # powers themselves. `unvmap_any`: a batch skips a stage none of its matrices needs.
     def check(promising, unshifted):
-        mu = jnp.trace(t * A) / A.shape[-1]
+        mu = trace(t * A) / A.shape[-1]
         S = t * A - mu * identity
         shifted_powers, shifted_alpha = solver.precompute(Constant(S), 0.0, identity, None)
         take = promising & (shifted_alpha <= theta)
-        shifted = (shifted_powers, jnp.ones_like(growth), shifted_alpha, jnp.zeros_like(k), mu)
+        shifted = (shifted_powers[1:], jnp.ones_like(growth), shifted_alpha, jnp.zeros_like(k), mu)
         return jax.tree.map(lambda a, b: jnp.where(take, a, b), shifted, unshifted)
 
     promising = _shift_promising(X, k, powers, squarings, solver)
@@ -92,7 +112,7 @@ def scaled_exponent(
         eqxi.unvmap_any(promising), partial(check, promising), _unchanged, unshifted
     )
     powers, growth, alpha, squarings, mu = chosen
-    powers = _grown(powers, growth)
+    powers = _grown((identity, *powers), growth)
     return powers[1], squarings, (powers, alpha), mu
 
 
@@ -117,12 +137,13 @@ def unshifted_exponent(
 
 
 def halved(
-    A: Inexact[Array, "n n"], t: Real[Array, ""]
+    A: Inexact[Array, "n n"], t: Real[Array, ""], norm: Real[Array, ""] | None = None
 ) -> tuple[Inexact[Array, "n n"], Int[Array, ""], Real[Array, ""]]:
     """`(X, k, norm)`: `X = tA / 2^k`, the fewest halvings with `||X||_1 <= SCALED_NORM`,
     and `norm = ||tA||_1` (for decisions: not differentiated; NaN where `A` or `t` holds
-    one)."""
-    norm = jax.lax.stop_gradient(norm1(t * A))
+    one), computed here unless given."""
+    if norm is None:
+        norm = _decision_norm(A, t)
     k = halvings(norm, SCALED_NORM, MAX_SQUARINGS)
     return t * power_of_two(-k, t.dtype) * A, k, norm
 
@@ -148,16 +169,51 @@ def _shift_promising(X, k, powers, squarings, solver) -> Bool[Array, ""]:
     """Whether taking out the mean eigenvalue `mu` may leave no squaring where more than
     `SHIFT_BEYOND` remain (`X = tA / 2^k`, `powers` its powers, `squarings` those the
     Taylor step needs): a guess from the powers at hand, those of `X - mu I` by the
-    binomial theorem (O(n^2); cancellation makes it a guess)."""
+    binomial theorem (O(n^2); cancellation makes it a guess).
+
+    On matrices of `SKIP_PASSES_FROM` rows or more, the guess is made only where the
+    norms of those powers are not already known to be too large (`shifted_norms_at_least`,
+    O(1) from the norms at hand): that rules out a generic matrix, whose `|mu|` is far
+    below its norm, without the guess's passes over the powers.
+    """
     many = squarings > SHIFT_BEYOND
+    never = jnp.zeros_like(many)
 
     def guess():
-        mu = jax.lax.stop_gradient(jnp.trace(X)) / X.shape[-1]
-        shifted = _binomial_shift(powers, mu)
-        guessed = power_of_two(k, X.dtype) * power_norm_bound(shifted, solver.degree)
-        return many & (guessed <= largest_alpha(solver.degree, X.dtype))
+        mu = jax.lax.stop_gradient(trace(X)) / X.shape[-1]
+        theta = largest_alpha(solver.degree, X.dtype)
+        scale = power_of_two(k, X.dtype)
 
-    return jax.lax.cond(eqxi.unvmap_any(many), guess, lambda: jnp.zeros_like(many))
+        def from_shifted_powers(possible):
+            shifted = _binomial_shift(powers, mu)
+            return possible & (scale * power_norm_bound(shifted, solver.degree) <= theta)
+
+        if X.shape[-1] < SKIP_PASSES_FROM:
+            return from_shifted_powers(many)
+        at_least = shifted_norms_at_least(power_norms(powers), mu)
+        possible = many & (scale * bound_from_norms(at_least, solver.degree) <= theta)
+        return jax.lax.cond(
+            eqxi.unvmap_any(possible), partial(from_shifted_powers, possible), lambda: never
+        )
+
+    return jax.lax.cond(eqxi.unvmap_any(many), guess, lambda: never)
+
+
+def shifted_norms_at_least(
+    norms: dict[int, Real[Array, ""]], mu: Inexact[Array, ""]
+) -> dict[int, Real[Array, ""]]:
+    """Lower bounds on the 1-norms of the powers of `x - mu I`, from those of `x`
+    (`norms = {j: ||x^j||}`, `j >= 1`): by the binomial theorem and the triangle
+    inequality, `||(x - mu I)^j|| >= ||x^j|| - sum_{i < j} C(j, i) |mu|^(j - i) ||x^i||`
+    (`||x^0|| = ||I|| = 1`)."""
+    norms = {0: jnp.ones_like(norms[1]), **norms}
+    size = jnp.abs(mu)
+    return {
+        j: jnp.maximum(
+            norms[j] - sum(math.comb(j, i) * size ** (j - i) * norms[i] for i in range(j)), 0
+        )
+        for j in range(1, len(norms))
+    }
 
 
 def _grown(powers, growth):
@@ -186,9 +242,10 @@ def _times_power(x, factor, j: int):
 
 def balance(
     A: Inexact[Array, "n n"], t: Real[Array, ""]
-) -> tuple[Inexact[Array, "n n"], Real[Array, " n"]]:
+) -> tuple[Inexact[Array, "n n"], Real[Array, " n"], Real[Array, ""]]:
     """A diagonal similarity `B = D^-1 A D`, `D = diag(d)`, that evens out row and column
-    norms (as LAPACK's `gebal`, without permutations); returns `(B, d)`.
+    norms (as LAPACK's `gebal`, without permutations); returns `(B, d, ||tB||_1)` (the
+    norm for decisions, as `halved` takes it).
 
     Badly scaled matrices (Moler's 3x3 has an entry 2e10 but eigenvalues below 64) have a
     norm far above their spectral radius, which would ask for needless squarings of
@@ -197,15 +254,21 @@ def balance(
     only where `||t A||_1 > BALANCE_FROM` (8): below, at most 3 squarings are at stake (a
     batch skips the sweeps where none of its matrices is above).
     """
-    worth = norm1(jax.lax.stop_gradient(t * A)) > BALANCE_FROM
-    return jax.lax.cond(eqxi.unvmap_any(worth), partial(_balanced, worth), _unbalanced, A)
+    norm = _decision_norm(A, t)
+    worth = norm > BALANCE_FROM
+    return jax.lax.cond(eqxi.unvmap_any(worth), partial(_balanced, worth), _unbalanced, A, t, norm)
 
 
-def _unbalanced(A):
-    return A, jnp.ones(A.shape[-1], jnp.finfo(A.dtype).dtype)
+def _decision_norm(A, t):
+    # `||tA||_1`, for decisions: not differentiated.
+    return norm1(jax.lax.stop_gradient(t * A))
 
 
-def _balanced(worth, A):
+def _unbalanced(A, t, norm):
+    return A, jnp.ones(A.shape[-1], norm.dtype), norm
+
+
+def _balanced(worth, A, t, norm):
     real = jnp.finfo(A.dtype).dtype
     magnitude = jnp.abs(jax.lax.stop_gradient(A)) * (1 - jnp.eye(A.shape[-1], dtype=real))
 
@@ -233,11 +296,22 @@ def _balanced(worth, A):
         sweep,
         (jnp.zeros((), jnp.int32), zeros, zeros, jnp.ones((), bool)),
     )
-    # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
-    d = power_of_two(log2_d.astype(jnp.int32), real)
-    B = A * (d[None, :] / d[:, None])
-    better = worth & (norm1(jax.lax.stop_gradient(B)) < norm1(jax.lax.stop_gradient(A)))
-    return jnp.where(better, B, A), jnp.where(better, d, jnp.ones_like(d))
+
+    def rescaled():
+        # Exact powers of two (`jnp.exp2` rounds), so that the similarity is exact.
+        d = power_of_two(log2_d.astype(jnp.int32), real)
+        B = A * (d[None, :] / d[:, None])
+        balanced_norm = _decision_norm(B, t)
+        better = worth & (balanced_norm < norm)
+        return (
+            jnp.where(better, B, A),
+            jnp.where(better, d, jnp.ones_like(d)),
+            jnp.where(better, balanced_norm, norm),
+        )
+
+    # (Where no sweep moved a scale, `B = A`.)
+    moved = eqxi.unvmap_any(jnp.any(log2_d != 0))
+    return jax.lax.cond(moved, rescaled, partial(_unbalanced, A, t, norm))
 
 
 def square(

@@ -236,6 +236,40 @@ def test_default_solve_is_the_one_step_diffrax_takes():
     np.testing.assert_array_equal(np.asarray(gradient), np.asarray(expected))
 
 
+def test_the_one_step_is_accepted_unjudged_only_where_the_controller_accepts_it():
+    # expm's one step skips the controller's error norm where the step's truncation bound
+    # is at most the unit roundoff (`within_roundoff`): the controller accepts such a step
+    # even at the tightest rtol that step allows (eps). Above that bound the step is judged.
+    from odeexpm._generator import Constant
+    from odeexpm._solver.polynomial import largest_alpha
+    from odeexpm._term import LinearTerm
+
+    eps = float(np.finfo(np.float64).eps)
+    controller = diffrax.PIDController(rtol=eps, atol=0.0)
+    solver = odeexpm.Taylor()
+    identity = jnp.eye(5)
+    X = jnp.asarray(random_matrix(5, 4))
+    verdicts = set()
+    for scale in np.geomspace(0.05, 8.0, 24):
+        generator = Constant(scale * X)
+        term = LinearTerm(generator, solver.precompute(generator, 0.0, identity, None))
+        y1, y_error, *_ = solver.step(term, 0.0, 1.0, identity, None, None, False)
+        _, state = controller.init(term, 0.0, 1.0, identity, 1.0, None, None, 21)
+        accepted = bool(
+            controller.adapt_step_size(0.0, 1.0, identity, y1, None, y_error, 21, state)[0]
+        )
+        within = bool(solver.within_roundoff(term, 0.0, 1.0, identity, None))
+        _, alpha = term.precomputed
+        assert within == (float(alpha) <= largest_alpha(21, jnp.float64))
+        assert accepted or not within
+        verdicts.add((within, accepted))
+    assert {(True, True), (False, False)} <= verdicts  # (both sides of the bound are seen)
+    # Action steps (a vector state) are never within: their estimate is not `bound * y1`.
+    vector = jnp.ones(5)
+    term = LinearTerm(Constant(X), solver.precompute(Constant(X), 0.0, vector, None))
+    assert not bool(solver.within_roundoff(term, 0.0, 1.0, vector, None))
+
+
 def test_beyond_the_reach_of_scaling():
     # A rotation by 1e25 rad needs more than 64 squarings: refused, not a wrong number.
     A = 1e25 * np.array([[0.0, 1.0], [-1.0, 0.0]])
@@ -244,6 +278,10 @@ def test_beyond_the_reach_of_scaling():
     assert np.all(np.isnan(np.asarray(X)))
     with pytest.raises(Exception, match="beyond the reach of scaling"):
         odeexpm.expm(A)
+    # From 64 rows on the step is judged only where its bound is not within roundoff.
+    G = random_matrix(64, 2)
+    X, stats = odeexpm.expm(1e25 * (G - G.T), return_stats=True, throw=False)
+    assert stats.result == odeexpm.RESULTS.beyond_scaling
     # A nilpotent matrix of that norm is in reach (its powers vanish).
     N = np.array([[0.0, 1e25], [0.0, 0.0]])
     assert rel_err(odeexpm.expm(N), np.eye(2) + N) < 1e-15

@@ -81,7 +81,7 @@ def test_column_sums_norms_and_triangularity_on_every_small_size():
     # order of the additions), NaN and infinity included.
     import jax
     import jax.numpy as jnp
-    from odeexpm._linalg import all_zero, column_sums, norm1, norms1
+    from odeexpm._linalg import all_zero, column_sums, norm1, norms1, trace
     from odeexpm._scaling import triangularity
 
     rng = np.random.default_rng(3)
@@ -102,12 +102,45 @@ def test_column_sums_norms_and_triangularity_on_every_small_size():
         if n:
             stacked = norms1([jnp.asarray(x[0]), jnp.asarray(x[1])])
             np.testing.assert_allclose(stacked, np.abs(x[:2]).sum(axis=-2).max(axis=-1), rtol=1e-15)
+        diagonal_sums = np.abs(np.diagonal(x, axis1=-2, axis2=-1)).sum(-1)  # (order of sums)
+        np.testing.assert_array_less(
+            np.abs(trace(jnp.asarray(x)) - np.trace(x, axis1=-2, axis2=-1)),
+            1e-15 * diagonal_sums + 1e-300,
+        )
         upper, lower = jax.vmap(jax.vmap(triangularity))(jnp.asarray(x))
         np.testing.assert_array_equal(upper, (np.tril(x, -1) == 0).all(axis=(-2, -1)))
         np.testing.assert_array_equal(lower, (np.triu(x, 1) == 0).all(axis=(-2, -1)))
         if n >= 2:
             assert upper[0].all() and lower[1].all() and (upper & lower)[2, 0]
             assert not (upper[3, :2] | lower[3, :2]).any()
+
+
+def test_shifted_norms_at_least_bound_those_of_the_shifted_powers():
+    # The lower bounds that spare a generic matrix the guess for the shift by its mean
+    # eigenvalue mu are below the norms of the powers of X - mu I, computed directly
+    # (near a multiple of I, where they say little, and on generic matrices, where they
+    # are close enough to those norms to rule the shift out).
+    import jax.numpy as jnp
+    from odeexpm._scaling import shifted_norms_at_least
+    from odeexpm._solver.polynomial import bound_from_norms, power_norm_bound, power_norms
+
+    rng = np.random.default_rng(5)
+    generic = [rng.standard_normal((6, 6)), rng.standard_normal((6, 6)) * (1 + 1j)]
+    nilpotent = np.triu(rng.standard_normal((6, 6)), 1) * 50
+    near_identity = [3 * np.eye(6) + nilpotent, (2 - 1j) * np.eye(6) + 0.1 * generic[0]]
+    for X in generic + near_identity:
+        mu = np.trace(X) / 6
+        powers = tuple(jnp.asarray(np.linalg.matrix_power(X, j)) for j in range(4))
+        shifted = tuple(
+            jnp.asarray(np.linalg.matrix_power(X - mu * np.eye(6), j)) for j in range(4)
+        )
+        bounds = shifted_norms_at_least(power_norms(powers), jnp.asarray(mu))
+        for j in (1, 2, 3):
+            assert (
+                0 <= float(bounds[j]) <= np.abs(np.asarray(shifted[j])).sum(0).max() * (1 + 1e-12)
+            )
+        if any(X is G for G in generic):
+            assert bound_from_norms(bounds, 21) >= 0.5 * power_norm_bound(shifted, 21)
 
 
 def test_exponents_from_the_bits():
@@ -195,7 +228,9 @@ def test_balancing_stops_when_a_sweep_changes_nothing():
     moler = np.array([[0, 1e-8, 0], [-(2e10 + 4e8 / 6), -3, 2e10], [200 / 3, 0, -200 / 3]])
     graded = np.diag(10.0 ** np.arange(6), 1)[:6, :6] + np.diag(10.0 ** -np.arange(5), -1)
     for A in [moler, graded, 4 * np.random.default_rng(0).standard_normal((5, 5))]:
-        B, d = balance(jnp.asarray(A), jnp.asarray(1.0))
+        B, d, norm = balance(jnp.asarray(A), jnp.asarray(1.0))
+        # (The norm `halved` then takes.)
+        np.testing.assert_allclose(float(norm), np.abs(np.asarray(B)).sum(0).max(), rtol=1e-15)
         d_all = every_sweep(A)
         if np.abs(A * (d_all[None, :] / d_all[:, None])).sum(0).max() < np.abs(A).sum(0).max():
             np.testing.assert_array_equal(np.asarray(d), d_all)
@@ -211,7 +246,7 @@ def test_balancing_does_not_swap_coupled_entries_back_and_forth():
     import jax.numpy as jnp
     from odeexpm._scaling import balance
 
-    B, _ = balance(jnp.array([[-700.0, 1.0], [1e6, -700.0]]), jnp.asarray(1.0))
+    B, _, _ = balance(jnp.array([[-700.0, 1.0], [1e6, -700.0]]), jnp.asarray(1.0))
     assert 500 < abs(B[0, 1]) < 2000 and 500 < abs(B[1, 0]) < 2000
 
 
@@ -225,12 +260,14 @@ def test_balancing_only_where_it_can_save_squarings():
     A = jnp.array([[-1.0, 1e-3], [4.0, -1.0]])  # 1-norm 5, balanced 1-norm about 1.06
     t_small, t_large = jnp.asarray(1.0), jnp.asarray(2 * BALANCE_FROM / 5)
     np.testing.assert_array_equal(balance(A, t_small)[1], [1.0, 1.0])
-    B, d = balance(A, t_large)
+    B, d, norm = balance(A, t_large)
     assert float(jnp.abs(B).sum(0).max()) < 1.5 and not np.all(np.asarray(d) == 1)
+    np.testing.assert_allclose(float(norm), float(jnp.abs(t_large * B).sum(0).max()), rtol=1e-15)
     batch = jnp.stack([A, 20 * A, A.T])
-    B_batch, d_batch = jax.vmap(balance, in_axes=(0, None))(batch, t_small)
+    B_batch, d_batch, norm_batch = jax.vmap(balance, in_axes=(0, None))(batch, t_small)
     for i in range(3):
-        B_i, d_i = balance(batch[i], t_small)
+        B_i, d_i, norm_i = balance(batch[i], t_small)
         np.testing.assert_array_equal(B_batch[i], B_i)
         np.testing.assert_array_equal(d_batch[i], d_i)
+        np.testing.assert_array_equal(norm_batch[i], norm_i)
     assert np.all(np.asarray(d_batch[0]) == 1) and not np.all(np.asarray(d_batch[1]) == 1)

@@ -152,12 +152,17 @@ def power_norm_bound(powers: tuple[Inexact[Array, "n n"], ...], degree: int) -> 
     Appl. 31 (2009) 970, Lemma 4.1): for a non-normal `x`, `alpha` can be far below
     `||x||`, which would overestimate the truncation error and ask for needless squarings.
     """
-    norms = _power_norms(powers)
+    return bound_from_norms(power_norms(powers), degree)
+
+
+def bound_from_norms(norms: dict[int, Real[Array, ""]], degree: int) -> Real[Array, ""]:
+    """`power_norm_bound` from the 1-norms `{j: ||x^j||}` of the powers after `I`
+    (`power_norms`), or from bounds on them."""
     return functools.reduce(
         jnp.minimum,
         [
             functools.reduce(jnp.maximum, [norms[j] ** (1 / j) for j in candidate])
-            for candidate in _bound_candidates(len(powers) - 1, degree)
+            for candidate in _bound_candidates(len(norms), degree)
         ],
     )
 
@@ -174,7 +179,7 @@ def most_doublings(
     integers from the exponent of `theta^j / ||x^j||`: roots, one `pow` per entry, cost
     more than the rest of the scaling on batches of small matrices.
     """
-    norms = _power_norms(powers)
+    norms = power_norms(powers)
     dtype = norms[1].dtype
 
     def within(j):
@@ -190,9 +195,9 @@ def most_doublings(
     return jnp.clip(r, -1, most).astype(jnp.int32)
 
 
-def _power_norms(powers) -> dict[int, Real[Array, ""]]:
-    # `{j: ||x^j||_1}` for the powers after `I`, for decisions: never differentiated (the
-    # roots have no derivative at 0).
+def power_norms(powers: tuple[Inexact[Array, "n n"], ...]) -> dict[int, Real[Array, ""]]:
+    """`{j: ||x^j||_1}` for the powers `(I, x, ..., x^q)` after `I`, for decisions: never
+    differentiated (the roots have no derivative at 0)."""
     powers = jax.lax.stop_gradient(powers[1:])
     norms = norms1(list(powers))
     return {j: norms[j - 1] for j in range(1, len(powers) + 1)}

@@ -7,7 +7,7 @@ import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Inexact
+from jaxtyping import Array, Bool, Inexact
 
 from .._complex import merge_complex, split_complex
 from .._generator import Constant, Modulated
@@ -22,7 +22,12 @@ from .modulated_series import (
     has_control_series,
     modulated_taylor_step,
 )
-from .polynomial import power_norm_bound, taylor_powers, taylor_step_polynomial
+from .polynomial import (
+    largest_alpha,
+    power_norm_bound,
+    taylor_powers,
+    taylor_step_polynomial,
+)
 
 
 class Taylor(AbstractLinearSolver):
@@ -150,6 +155,23 @@ class Taylor(AbstractLinearSolver):
             powers = taylor_powers(generator.matrix, self.degree)
             return powers, power_norm_bound(powers, self.degree)
         return jax.lax.stop_gradient(operator.disk())
+
+    def within_roundoff(self, terms, t0, t1, y0, solver_state) -> Bool[Array, ""]:
+        """Whether the step from `t0` to `t1` is a polynomial one whose truncation bound
+        is at most the unit roundoff: its error estimate, that bound times `y1`, is then
+        at most `u |y1|` entrywise. `False` for action steps and steps in time."""
+        term, _ = self.linear_term(terms)
+        generator = merge_complex(term.generator)
+        y = merge_complex(y0)
+        if (
+            not isinstance(generator, Constant)
+            or _action_operator(generator.matrix, y, self.degree) is not None
+        ):
+            return jnp.zeros((), bool)
+        _, alpha = self.precomputed(terms, solver_state)
+        h = terms.contr(t0, t1)
+        # (Degree 12, where `taylor_step_polynomial` takes it, is within at lower `alpha`.)
+        return jnp.abs(h) * alpha <= largest_alpha(self.degree, y.dtype)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del made_jump
