@@ -119,9 +119,10 @@ def all_zero(x: Inexact[Array, "*batch m n"]) -> Bool[Array, "*batch"]:
 def norms1(matrices: list[Inexact[Array, "*batch n n"]]) -> Real[Array, " k *batch"]:
     """The 1-norms of several matrices of one shape, stacked: in one reduction over their
     stack, or where their rows are summed as rows, each on its own. (A stack of three
-    8x8 matrices is a buffer of 1,536 bytes; XLA's CPU backend runs a program with any
-    buffer of over 512 bytes through its thread pool rather than in order, 25 us more for
-    the gradient of an 8x8 exponential.)"""
+    8x8 matrices is a buffer of 1,536 bytes. XLA's CPU runtime runs a program in order
+    only where every buffer is at most 512 bytes, its thunks form a chain, or there are
+    at most 8 of them; otherwise through its thread pool: 25 us more for the gradient of
+    an 8x8 exponential.)"""
     if matrices[0].shape[-2] not in UNROLLED_SUMS:
         return norm1(jnp.stack(matrices))
     return jnp.stack([norm1(x) for x in matrices])

@@ -68,7 +68,7 @@ def scaled_exponent(
     A: Inexact[Array, "n n"],
     t: Real[Array, ""],
     solver: diffrax.AbstractSolver,
-    norm: Real[Array, ""] | None = None,
+    norm: Real[Array, ""],
 ) -> tuple[Inexact[Array, "n n"], Int[Array, ""], PyTree, Inexact[Array, ""]]:
     """`(X, k, precomputed, mu)` with `exp(tA) = exp(mu) exp(X)^(2^k)`: the scaled
     exponent `X = (t A - mu I) / 2^k`, the number `k` of squarings, for a `Taylor`
@@ -83,7 +83,7 @@ def scaled_exponent(
     with entries `5e4`, has a 1-norm of `1e5` but `exp(A) = e (I + N)`), each squaring
     would amplify the rounding errors of what it squares. Where squarings remain the
     shift is not taken: `exp(mu)` rounded and raised to `2^k` would cost accuracy
-    (Markov generators lose their row sums so). `norm`: `||tA||_1` where known
+    (Markov generators lose their row sums so). `norm`: `||tA||_1`, for decisions
     (`balance` gives it).
     """
     X, k, _ = halved(A, t, norm)
