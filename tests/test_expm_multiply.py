@@ -23,6 +23,8 @@ from odeexpm._operator.sparse import (
     BUCKET_WIDTHS,
     BucketedEllOperator,
     CooOperator,
+    overflow_size,
+    split_width,
     table_widths,
 )
 
@@ -237,6 +239,49 @@ def test_bcoo_with_traced_indices_under_jit():
     h = 1e-6
     difference = (loss(A.data + h * direction) - loss(A.data - h * direction)) / (2 * h)
     assert abs(jnp.sum(jax.grad(loss)(A.data) * direction) - difference) < 1e-7 * abs(difference)
+
+
+def test_bcoo_with_traced_indices_spills_long_rows():
+    # Rows of uneven length: 58 of 3 entries and 6 of 8 (a table up to width 8). Split at
+    # width 4, with the 6 rows' last 4 entries in the overflow table of 8 rows, the layout
+    # has 64 x 4 + 8 x 4 slots, against 64 x 8 for one table: the split's branch.
+    n = 64
+    rng = np.random.default_rng(10)
+    counts = np.full(n, 3)
+    counts[rng.choice(n, 6, replace=False)] = 8
+    rows = np.repeat(np.arange(n), counts)
+    columns = np.concatenate(
+        [np.sort(np.append(rng.choice(np.delete(np.arange(n), r), c - 1, replace=False), r))
+         for r, c in enumerate(counts)]
+    )  # fmt: skip
+    dense = np.zeros((n, n))
+    dense[rows, columns] = rng.standard_normal(rows.size) / 3
+    A = sparse.BCOO.fromdense(jnp.asarray(dense))
+    widths = table_widths(A.nse, n)
+    assert A.nse == rows.size and overflow_size(n) == 8 and split_width(widths) == 4
+
+    @jax.jit
+    def layout(data, indices, y):
+        coo = CooOperator(data, indices[:, 0], indices[:, 1], n)
+        operator = BucketedEllOperator.from_coo(coo)
+        return operator.bucket, operator.mv(y), operator.mv(y[:, 0])
+
+    y = rng.standard_normal((n, 2))
+    bucket, product, column = layout(A.data, A.indices, y)
+    assert int(bucket) == len(widths) + 1
+    assert rel_err(product, dense @ y) < 1e-14 and rel_err(column, dense @ y[:, 0]) < 1e-14
+    # Through a solve, and its gradient in the values as with the closed-over layout.
+    W = rng.standard_normal((n, 2))
+
+    def loss(data, indices):
+        action = odeexpm.expm_multiply(sparse.BCOO((data, indices), shape=A.shape), y, T)
+        return jnp.sum(W * action)
+
+    action = jax.jit(lambda d, i: odeexpm.expm_multiply(sparse.BCOO((d, i), shape=A.shape), y, T))
+    assert rel_err(action(A.data, A.indices), closed_form(dense, y, T)) < 1e-12
+    traced = jax.jit(jax.grad(loss))(A.data, A.indices)
+    closed = jax.jit(jax.grad(lambda data: loss(data, A.indices)))(A.data)
+    assert rel_err(traced, closed) < 1e-12
 
 
 def test_bcoo_with_traced_indices_gradients():

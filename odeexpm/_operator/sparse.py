@@ -24,7 +24,9 @@ from .layout import UNROLLED_WIDTH, SparseLayout, cached_layout
 
 
 def ell_product(
-    values: Inexact[Array, "w m"], columns: Int[Array, "w m"], y: Inexact[Array, " n *k"]
+    values: Inexact[Array, "w m"],
+    columns: Int[Array, "w m"] | UInt[Array, "w m"],
+    y: Inexact[Array, " n *k"],
 ) -> Inexact[Array, " m *k"]:
     """`sum_j values[j] * y[columns[j]]`: the product of `m` rows padded to width `w`."""
     width = values.shape[0]
@@ -223,6 +225,11 @@ BUCKET_WIDTHS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, UNROLLED_WIDTH)
 # Its table holds rows up to this many times the mean row length (in the bucket above):
 # laying out a table wide enough for any row costs more than a solve's products.
 TABLE_SLACK = 2
+# Where at most `ceil(n / OVERFLOW_SHARE)` rows are longer than half the widest bucket
+# (and that saves slots), their second halves go to an overflow table of that many
+# rows: rows of uneven lengths (a Markov chain's, 1 to 23 entries about a mean of 9)
+# are then padded to about the typical length, not the longest.
+OVERFLOW_SHARE = 8
 
 
 def table_widths(nnz: int, n: int) -> tuple[int, ...]:
@@ -233,60 +240,127 @@ def table_widths(nnz: int, n: int) -> tuple[int, ...]:
     return tuple(w for w in BUCKET_WIDTHS if w <= last)
 
 
+def split_width(widths: tuple[int, ...]) -> int:
+    """The main table's width where a `BucketedEllOperator` with `table_widths` `widths`
+    spills rows into its overflow table (0 for never): the widest up to half the widest.
+    The overflow holds the other `widths[-1] - split_width(widths)` slots of a row."""
+    return max((w for w in widths if 2 * w <= widths[-1]), default=0)
+
+
+def overflow_size(n: int) -> int:
+    """The number of rows of a `BucketedEllOperator`'s overflow table."""
+    return -(-n // OVERFLOW_SHARE)
+
+
 class BucketedEllOperator(AbstractOperator):
     """The fast form of a `CooOperator` (whose indices are traced): ELLPACK laid out on
     the device, once per solve, for entries sorted by row (as `BCOO.fromdense` and
-    `BCOO.from_scipy_sparse` make them). The rows are padded to the smallest of
-    `table_widths` that holds the longest; the width is known only when the solve runs,
-    so a product is a `lax.switch` over one compiled branch per width, a few fused gathers
-    with no scatter. Entries out of row order (sorting them on the device costs more than
-    a solve) and rows longer than the table (`TABLE_SLACK` times the mean row length)
-    keep `segment_sum` products (the last branch). Products are differentiated through
-    the coordinate lists `coo`, not the table (`product_by_entries`).
+    `BCOO.from_scipy_sparse` make them), with no sorting of the rows.
+
+    The rows are padded to the smallest of `table_widths` that holds the longest, or,
+    where that takes more slots, to `split_width` with the rest of the at most
+    `overflow_size(n)` longer rows in an overflow table, whose products are added into
+    those rows. The layout is known only when the solve runs, so a product is a
+    `lax.switch` over one compiled branch per width and one for the split, each a few
+    fused gathers with no scatter. Entries out of row order (sorting them on the device
+    costs more than a solve) and rows longer than `table_widths`' widest (`TABLE_SLACK`
+    times the mean row length) keep `segment_sum` products (the branch after the widths).
+    Products are differentiated through the coordinate lists `coo`, not the tables
+    (`product_by_entries`).
     """
 
     values: Inexact[Array, "w n"]
     columns: UInt[Array, "w n"]
+    # The product's branch: a width of `table_widths`, then `segment_sum`, then the split.
     bucket: Int[Array, ""]
+    overflow_values: Inexact[Array, "v r"]
+    overflow_columns: UInt[Array, "v r"]
+    # Each row's row in the overflow table, or `r` (an appended zero) for none.
+    overflow_slots: Int[Array, " n"]
     coo: CooOperator
 
     @classmethod
     def from_coo(cls, coo: CooOperator) -> "BucketedEllOperator":
         n, rows, nnz = coo.n, coo.rows, coo.rows.shape[0]
         widths = table_widths(nnz, n)
+        split, size = split_width(widths), overflow_size(n)
+        spare = widths[-1] - split
         counts = jnp.bincount(rows, length=n).astype(rows.dtype)
         first = jnp.cumsum(counts) - counts  # (for entries sorted by row)
         sorted_rows = jnp.all(rows[1:] >= rows[:-1])
         longest = jnp.max(counts, initial=0)
         bucket = jnp.searchsorted(jnp.asarray(widths), longest, side="left")
-        bucket = jnp.where(sorted_rows, bucket, len(widths))  # (past the table: segment_sum)
+        tabled = sorted_rows & (bucket < len(widths))
+        padded_width = jnp.asarray(widths)[jnp.minimum(bucket, len(widths) - 1)]
+        longer = counts > split
+        # The split where its overflow fits and it has fewer slots than the padding to
+        # the longest row (Python ints on the left: `n` times a width can pass the range
+        # of the indices' dtype).
+        spills = (
+            tabled
+            & (split > 0)
+            & (longest > split)
+            & (jnp.sum(longer) <= size)
+            & (split * n + spare * size < padded_width * float(n))
+        )
+        width = jnp.where(spills, split, padded_width)
+        bucket = jnp.where(spills, len(widths) + 1, jnp.where(tabled, bucket, len(widths)))
 
-        def table(width, operands):
-            # Slot j of row r holds entry first[r] + j; padding: index nnz, an appended
-            # value 0 in the row's own column. Gathers only, no scatter. Only the `width`
-            # slots that products read are gathered; the rest of the table is padding.
-            data, first, counts, columns = operands
-            slot = jnp.arange(width, dtype=rows.dtype)[:, None]
-            held = slot < counts[None, :]
-            index = jnp.where(held, first[None, :] + slot, nnz)
+        def gathered(data, columns, row_ids, first, held, slot_count, table_width):
+            # Slot j of row `row_ids[i]` holds entry first[i] + j for j < held[i];
+            # padding: index nnz, an appended value 0 in the row's own column (row `n`:
+            # column 0). Gathers only, no scatter. Only `slot_count` slots are gathered;
+            # the rest of the table is padding, never read.
+            slot = jnp.arange(slot_count, dtype=rows.dtype)[:, None]
+            index = jnp.where(slot < held[None, :], first[None, :] + slot, nnz)
             data = jnp.concatenate([data, jnp.zeros((1,), data.dtype)])
             columns = jnp.concatenate([columns, jnp.zeros((1,), rows.dtype)])
-            own = jnp.broadcast_to(jnp.arange(n, dtype=rows.dtype), (widths[-1], n))
-            values = jnp.zeros((widths[-1], n), data.dtype).at[:width].set(data[index])
-            columns = own.at[:width].set(jnp.where(held, columns[index], own[:width]))
+            own = jnp.broadcast_to(jnp.where(row_ids < n, row_ids, 0), (table_width, row_ids.size))
+            values = jnp.zeros((table_width, row_ids.size), data.dtype)
+            values = values.at[:slot_count].set(data[index])
+            padded = jnp.where(slot < held[None, :], columns[index], own[:slot_count])
             # Unsigned: indexing by signed integers wraps negative ones, a select per
             # slot in every product.
-            return values, columns.astype(jnp.uint32)
+            return values, own.at[:slot_count].set(padded).astype(jnp.uint32)
+
+        def main_table(slot_count, operands):
+            data, columns, first, counts, longer = operands
+            held = jnp.minimum(counts, slot_count)
+            row_ids = jnp.arange(n, dtype=rows.dtype)
+            return gathered(data, columns, row_ids, first, held, slot_count, widths[-1])
+
+        def overflow_table(operands):
+            data, columns, first, counts, longer = operands
+            # The rows longer than `split`, in order (`n` past the last): found by
+            # bisection, not `jnp.nonzero`, whose scatter compiles slowly (+0.8 s).
+            spilled = jnp.cumsum(longer, dtype=rows.dtype)
+            wanted = jnp.arange(1, size + 1, dtype=rows.dtype)
+            row_ids = jnp.searchsorted(spilled, wanted, method="scan").astype(rows.dtype)
+            inside = row_ids < n
+            safe = jnp.where(inside, row_ids, 0)
+            held = jnp.where(inside, counts[safe] - split, 0)
+            tables = gathered(data, columns, row_ids, first[safe] + split, held, spare, spare)
+            return tables + (jnp.where(longer, spilled - 1, size),)
+
+        def no_overflow(operands):
+            zeros = jnp.zeros((spare, size), operands[0].dtype)
+            return zeros, jnp.zeros((spare, size), jnp.uint32), jnp.full((n,), size, rows.dtype)
 
         def tables(operands):
-            branches = [functools.partial(table, width) for width in widths]
-            return jax.lax.switch(jnp.minimum(bucket, len(widths) - 1), branches, operands)
+            main = [functools.partial(main_table, w) for w in widths]
+            index = jnp.searchsorted(jnp.asarray(widths), width, side="left")
+            return (
+                jax.lax.switch(index, main, operands),
+                jax.lax.cond(spills, overflow_table, no_overflow, operands),
+            )
 
         # Materialized: fused into each product instead, the gathers would run each time.
         # (Not differentiated: `mv` differentiates through `coo.data`.)
         data = jax.lax.stop_gradient(coo.data)
-        values, columns = computed_once(tables, (data, first, counts, coo.columns))
-        return cls(values, columns, bucket, coo)
+        (values, columns), overflow = computed_once(
+            tables, (data, coo.columns, first, counts, longer)
+        )
+        return cls(values, columns, bucket, *overflow, coo)
 
     @property
     def shape(self):
@@ -301,15 +375,34 @@ class BucketedEllOperator(AbstractOperator):
         return product_by_entries(self.tabled_mv, coo.data, coo.rows, coo.columns, y)
 
     def tabled_mv(self, y):
-        """`A @ y` from the table (differentiated by `mv` through the entries)."""
+        """`A @ y` from the tables (differentiated by `mv` through the entries)."""
 
-        def ell(width, y):
-            expand = (lambda v: v) if y.ndim == 1 else (lambda v: v[:, None])
-            return sum(expand(self.values[j]) * y[self.columns[j]] for j in range(width))
+        def ell(values, columns, width, y):  # (the first `width` slots of a table)
+            return ell_product(values[:width], columns[:width], y)
+
+        def split(y):
+            # The main table's product materialized by a conditional that always takes
+            # its first branch (fused with the gather of the overflow's into the rows,
+            # it ran 1.3 times slower on a Markov chain). Gathered, not scattered: XLA's
+            # CPU backend compiles a scatter slowly, and again wherever a solve applies
+            # the matrix.
+            main = jax.lax.cond(
+                self.bucket == len(widths) + 1,  # (always, in this branch)
+                lambda y: ell(self.values, self.columns, split_at, y),
+                jnp.zeros_like,
+                y,
+            )
+            extra = ell(self.overflow_values, self.overflow_columns, spare, y)
+            extra = jnp.concatenate([extra, jnp.zeros((1, *extra.shape[1:]), extra.dtype)])
+            return main + extra[self.overflow_slots]
 
         widths = table_widths(self.coo.data.shape[0], self.coo.n)
-        branches = [functools.partial(ell, width) for width in widths]
+        split_at = split_width(widths)
+        spare = widths[-1] - split_at
+        branches = [functools.partial(ell, self.values, self.columns, w) for w in widths]
         branches.append(lambda y: self.coo.mv(y))  # (a bound method would be hashed)
+        if split_at > 0:
+            branches.append(split)
         return jax.lax.switch(self.bucket, branches, y)
 
     def disk(self):
